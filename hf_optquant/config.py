@@ -1,0 +1,85 @@
+"""YAML configs over dataclasses, with ``--field value`` overrides from the command line.
+
+Keys are validated against the dataclasses' fields before any dataclass is built, so an
+unknown key is one clear line with the closest valid name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = ["load_yaml", "parse_overrides", "build_dataclasses"]
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config", f"{path} does not exist", "give the path of a YAML file, e.g. trainer_configs/tiny.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("config", f"{path} is not valid YAML ({str(exc).splitlines()[0]})", "fix the YAML syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError("config", f"{path} must hold a mapping of field: value", "write one 'field: value' per line")
+    return data
+
+
+def parse_overrides(argv: list[str]) -> dict[str, Any]:
+    """``--a 1 --b.c x --flag`` -> ``{"a": 1, "b": {"c": "x"}, "flag": True}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if not tok.startswith("--"):
+            raise ConfigError("arguments", f"unexpected {tok!r}", "write overrides as --field value")
+        key, eq, val = tok[2:].partition("=")
+        if not eq:
+            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                val = argv[i + 1]
+                i += 1
+            else:
+                val = "true"
+        value = yaml.safe_load(val) if val != "" else ""
+        key = key.replace("-", "_")
+        target = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = value
+        i += 1
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def build_dataclasses(types: tuple[type, ...], config: dict[str, Any], overrides: dict[str, Any] | None = None,
+                      *, where: str = "config") -> tuple:
+    """Split one flat mapping over several dataclasses; unknown keys are rejected."""
+    data = _merge(config, overrides or {})
+    names = {f.name: t for t in types for f in dataclasses.fields(t) if f.init}
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "see `hf-optquant train --help` for the fields"
+            raise ConfigError(key, f"unknown key in {where}", hint)
+    built = []
+    for t in types:
+        kwargs = {k: v for k, v in data.items() if names[k] is t}
+        try:
+            built.append(t(**kwargs))
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(t.__name__, str(exc).splitlines()[0], "check the value's type and range") from None
+    return tuple(built)

@@ -1,0 +1,20 @@
+"""The six optimizers of the study, with the paper's routing and presets."""
+from .builders import OPTIMIZERS, build_optimizer, optimizer_hparams
+from .combined import CombinedOptimizer
+from .presets import PRESETS, AdamWPreset, MuonPreset, PSGDPreset, ScionPreset, ShampooPreset, SOAPPreset
+from .routing import route_parameters
+
+__all__ = [
+    "OPTIMIZERS",
+    "PRESETS",
+    "build_optimizer",
+    "optimizer_hparams",
+    "route_parameters",
+    "CombinedOptimizer",
+    "AdamWPreset",
+    "MuonPreset",
+    "PSGDPreset",
+    "ScionPreset",
+    "ShampooPreset",
+    "SOAPPreset",
+]

@@ -1,0 +1,64 @@
+"""``hf-optquant study [CONFIG] [--print-commands | --run ID | --collect]``."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import parse_overrides
+from .config import load_study_config
+
+__all__ = ["add_arguments", "run", "default_config_path"]
+
+
+def default_config_path() -> Path:
+    """The embedded default: trainer_configs/study_tiny.yaml beside the package (editable install)
+    or installed under the package's resources."""
+    here = Path(__file__).resolve().parents[2] / "trainer_configs" / "study_tiny.yaml"
+    if here.exists():
+        return here
+    return Path(__file__).resolve().parents[1] / "resources" / "trainer_configs" / "study_tiny.yaml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", default=None,
+                        help="study YAML (default: the embedded trainer_configs/study_tiny.yaml)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--print-commands", action="store_true",
+                      help="print one self-contained command per training run (e.g. for a SLURM job array)")
+    mode.add_argument("--run", metavar="RUN_ID", help="train only this run (what --print-commands prints)")
+    mode.add_argument("--collect", action="store_true",
+                      help="build results and report from finished run dirs (Common Loss, PTQ, eval, diagnose, fit)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="--field=value",
+                        help="override study fields, e.g. --set output_dir=studies/x")
+    parser.add_argument("--publish", metavar="REPO_ID", help="publish the results dataset and report afterwards")
+
+
+def run(args) -> int:
+    from .pipeline import collect, run_study, train_one
+
+    cfg_path = args.config or str(default_config_path())
+    over = parse_overrides(["--" + s.lstrip("-") for s in args.set])
+    cfg = load_study_config(cfg_path, over)
+    if args.print_commands:
+        from .runs import fp_runs, qat_runs, run_command
+
+        print("# full-precision runs (one per line; run these first)")
+        for spec in fp_runs(cfg):
+            print(run_command(cfg_path, spec, cfg.launcher))
+        if qat_runs(cfg):
+            print("# QAT runs (use the full-precision lr sweep's winner: start after the runs above)")
+            for spec in qat_runs(cfg):
+                print(run_command(cfg_path, spec, cfg.launcher))
+        print(f"# then: hf-optquant study {cfg_path} --collect")
+        return 0
+    if args.run:
+        out = train_one(cfg, args.run)
+        print(f"run dir: {out}")
+        return 0
+    report = collect(cfg) if args.collect else run_study(cfg)
+    print(f"report: {report}")
+    if args.publish:
+        from ..hub import publish_path
+
+        publish_path(Path(cfg.output_dir), repo_id=args.publish)
+    return 0

@@ -1,0 +1,139 @@
+"""The study config: which optimizers, sizes, budgets, precisions, PTQ settings and checks."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import load_yaml
+from ..errors import ConfigError
+
+__all__ = ["StudyConfig", "QATBlock", "PTQBlock", "load_study_config", "RunSpec"]
+
+
+@dataclass(kw_only=True)
+class PTQBlock:
+    method: str = field(default="rtn", metadata={"help": "rtn (the paper's) or gptq."})
+    w_bits: int = field(default=4, metadata={"help": "Weight bits."})
+    a_bits: int | None = field(default=4, metadata={"help": "Activation bits (per token), or null."})
+    granularity: str = field(default="row", metadata={"help": "row, group:G or tensor."})
+
+    @property
+    def tag(self) -> str:
+        a = f"a{self.a_bits}" if self.a_bits else "a16"
+        return f"{self.method}-w{self.w_bits}{a}-{self.granularity.replace(':', '')}"
+
+
+@dataclass(kw_only=True)
+class QATBlock:
+    quantizer: str = "quest"
+    w_bits: int = 4
+    a_bits: int | None = 4
+    granularity: str = "row"
+    hadamard_block: int = 128
+
+
+@dataclass(kw_only=True)
+class StudyConfig:
+    name: str = field(default="study", metadata={"help": "Study name (used in report and Hub cards)."})
+    output_dir: str = field(default="studies/study", metadata={"help": "Where runs, results and report.md go."})
+    optimizers: list[str] = field(default_factory=lambda: ["adamw", "muon", "psgd", "scion", "shampoo", "soap"],
+                                  metadata={"help": "Optimizers to compare."})
+    sizes: list[str] = field(default_factory=lambda: ["tiny-1", "tiny-2"], metadata={"help": "Model size presets."})
+    tokens_per_param: float = field(default=20.0, metadata={"help": "Token budget per parameter (paper: 20)."})
+    dataset: str = field(default="ptb", metadata={"help": "Training data (ptb offline default, or a dataset)."})
+    vocab_size: int = field(default=2048, metadata={"help": "Vocabulary of the BPE trained on the data."})
+    tokenizer: str | None = field(default=None, metadata={"help": "Use this tokenizer instead of training one."})
+    block_size: int = field(default=128, metadata={"help": "Sequence length."})
+    batch_size: int = field(default=16, metadata={"help": "Per-device batch size."})
+    eval_every: int = field(default=20, metadata={"help": "Evaluate (and snapshot) every this many steps."})
+    max_eval_tokens: int = field(default=32768, metadata={"help": "Validation tokens per evaluation."})
+    learning_rates: dict[str, float] = field(default_factory=dict,
+                                             metadata={"help": "Peak lr per optimizer (default: preset)."})
+    lr_grid: dict[str, list[float]] = field(default_factory=dict,
+                                            metadata={"help": "Optional lr sweep per optimizer (best by eval loss)."})
+    optimizer_kwargs: dict[str, dict] = field(default_factory=dict,
+                                              metadata={"help": "Preset overrides per optimizer."})
+    precisions: list[str] = field(default_factory=lambda: ["full", "qat"],
+                                  metadata={"help": "full and/or qat (trained from scratch with QAT)."})
+    qat: QATBlock = field(default_factory=QATBlock, metadata={"help": "QAT settings (paper: QuEST W4A4)."})
+    ptq: list[PTQBlock] = field(default_factory=lambda: [PTQBlock()],
+                                metadata={"help": "PTQ settings applied at the Common-Loss checkpoint."})
+    common_loss: float | None = field(default=None, metadata={
+        "help": "Common Loss; null: the lowest eval loss every optimizer reaches, per size, from snapshots."})
+    tasks: list[str] = field(default_factory=list, metadata={"help": "lm-eval tasks (online or local)."})
+    task_include_path: str | None = field(default=None, metadata={"help": "Directory of local lm-eval task YAMLs."})
+    diagnose_batches: int = field(default=4, metadata={"help": "Batches for MMR/kurtosis/ABC."})
+    fit_form: str = field(default="reduced", metadata={"help": "Scaling-law form: reduced, precision, chinchilla."})
+    seed: int = field(default=0, metadata={"help": "Seed for data order and initial weights."})
+    train_overrides: dict[str, Any] = field(default_factory=dict,
+                                            metadata={"help": "Extra TrainingArguments fields for every run."})
+    launcher: str = field(default="python", metadata={"help": "python or accelerate (for --print-commands)."})
+
+    def __post_init__(self):
+        from ..models import SIZE_PRESETS
+        from ..optim import OPTIMIZERS
+
+        if not self.optimizers:
+            raise ConfigError("optimizers", "is empty", "list at least one of " + ", ".join(OPTIMIZERS))
+        for o in self.optimizers:
+            if o not in OPTIMIZERS:
+                raise ConfigError("optimizers", f"unknown optimizer {o!r}", f"use {', '.join(OPTIMIZERS)}")
+        for s in self.sizes:
+            if s not in SIZE_PRESETS:
+                raise ConfigError("sizes", f"unknown size {s!r}", f"use {', '.join(SIZE_PRESETS)}")
+        if not self.sizes:
+            raise ConfigError("sizes", "is empty", "list at least one size preset")
+        for p in self.precisions:
+            if p not in ("full", "qat"):
+                raise ConfigError("precisions", f"unknown precision {p!r}", "use full and/or qat")
+        if "full" not in self.precisions:
+            raise ConfigError("precisions", "the study needs full-precision runs", "include full")
+        if not self.tokens_per_param > 0:
+            raise ConfigError("tokens_per_param", f"must be positive, got {self.tokens_per_param}", "use e.g. 20")
+        for k in list(self.learning_rates) + list(self.lr_grid) + list(self.optimizer_kwargs):
+            if k not in OPTIMIZERS:
+                raise ConfigError("learning_rates", f"unknown optimizer {k!r}", f"use {', '.join(OPTIMIZERS)}")
+        if self.fit_form not in ("reduced", "precision", "chinchilla"):
+            raise ConfigError("fit_form", f"unknown form {self.fit_form!r}", "use reduced, precision or chinchilla")
+        if self.launcher not in ("python", "accelerate"):
+            raise ConfigError("launcher", f"unknown launcher {self.launcher!r}", "use python or accelerate")
+        if self.eval_every <= 0 or self.batch_size <= 0 or self.block_size <= 1:
+            raise ConfigError("eval_every", "eval_every, batch_size and block_size must be positive",
+                              "use e.g. eval_every: 20, batch_size: 16, block_size: 128")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    optimizer: str
+    size: str
+    precision: str
+    lr: float | None
+
+    @property
+    def run_id(self) -> str:
+        lr = "" if self.lr is None else f"-lr{self.lr:g}"
+        return f"{self.optimizer}-{self.size}-{self.precision}{lr}"
+
+
+def _build(cls, data: dict, where: str):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            close = difflib.get_close_matches(k, names, n=1)
+            raise ConfigError(k, f"unknown key in {where}", f"did you mean {close[0]!r}?" if close else
+                              f"valid keys: {', '.join(names)}")
+    return cls(**data)
+
+
+def load_study_config(path: str | Path, overrides: dict | None = None) -> StudyConfig:
+    data = dict(load_yaml(path))
+    data.update(overrides or {})
+    if isinstance(data.get("qat"), dict):
+        data["qat"] = _build(QATBlock, data["qat"], f"{path}: qat")
+    if "ptq" in data:
+        items = data["ptq"] if isinstance(data["ptq"], list) else [data["ptq"]]
+        data["ptq"] = [_build(PTQBlock, dict(p), f"{path}: ptq") for p in items]
+    return _build(StudyConfig, data, str(path))

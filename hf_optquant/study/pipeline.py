@@ -1,0 +1,80 @@
+"""The study pipeline: train every run, then collect (Common Loss, PTQ, eval, diagnose, fits, report).
+
+Every stage writes its result atomically and is skipped when its result exists, so a
+killed study started again redoes only unfinished work; the report is rebuilt from the
+stored results, so one-shot and print-commands/collect give the same report.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..io import atomic_write_json, read_json
+from .config import StudyConfig
+from .runs import all_runs, find_run, fp_runs, qat_runs, run_dir, study_tokenizer, train_run
+
+__all__ = ["run_study", "train_one", "collect"]
+
+logger = logging.getLogger(__name__)
+
+
+def _tokenizer_dir(cfg: StudyConfig) -> str:
+    study_tokenizer(cfg)
+    return cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
+
+
+def _save_config(cfg: StudyConfig) -> None:
+    import dataclasses
+
+    atomic_write_json(Path(cfg.output_dir) / "study_config.json", dataclasses.asdict(cfg))
+
+
+def train_one(cfg: StudyConfig, run_id: str) -> Path:
+    spec = find_run(cfg, run_id)
+    _save_config(cfg)
+    return train_run(cfg, spec, tokenizer_dir=_tokenizer_dir(cfg), disable_tqdm=False)
+
+
+def run_study(cfg: StudyConfig) -> Path:
+    _save_config(cfg)
+    tok_dir = _tokenizer_dir(cfg)
+    specs = fp_runs(cfg) + qat_runs(cfg)  # QAT after FP: it uses the FP sweep's lr
+    from .analysis import analysis_steps
+
+    steps = analysis_steps(cfg)
+    bar = tqdm(total=len(specs) + len(steps), desc=f"study {cfg.name}", unit="step", position=0)
+    for spec in specs:
+        bar.set_postfix_str(f"train {spec.run_id}")
+        done = (run_dir(cfg, spec) / "run.json").exists()
+        train_run(cfg, spec, tokenizer_dir=tok_dir)
+        if not done:
+            logger.info("trained %s", spec.run_id)
+        bar.update(1)
+    report = collect(cfg, bar=bar)
+    bar.close()
+    return report
+
+
+def collect(cfg: StudyConfig, bar=None) -> Path:
+    from .analysis import analysis_steps
+    from .report import write_report
+
+    missing = [s.run_id for s in all_runs(cfg) if not (run_dir(cfg, s) / "run.json").exists()]
+    if missing:
+        from ..errors import ConfigError
+
+        raise ConfigError("collect", f"{len(missing)} runs are not finished (e.g. {missing[0]})",
+                          "run the printed commands (or `hf-optquant study CONFIG`) first")
+    own_bar = bar is None
+    steps = analysis_steps(cfg)
+    if own_bar:
+        bar = tqdm(total=len(steps), desc=f"collect {cfg.name}", unit="step")
+    for name, fn in steps:
+        bar.set_postfix_str(name)
+        fn()
+        bar.update(1)
+    if own_bar:
+        bar.close()
+    return write_report(cfg)

@@ -1,0 +1,126 @@
+"""Training stage of a study: enumerate the runs, train each (resumably), pick lrs from sweeps."""
+from __future__ import annotations
+
+import logging
+import shlex
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..io import read_json
+from .config import RunSpec, StudyConfig
+
+__all__ = ["study_tokenizer", "fp_runs", "qat_runs", "all_runs", "run_dir", "train_run", "best_lr",
+           "run_command", "find_run"]
+
+logger = logging.getLogger(__name__)
+
+
+def study_tokenizer(cfg: StudyConfig):
+    """One tokenizer for every run of the study, trained once and kept in the study dir."""
+    from ..data import load_or_train_tokenizer, load_text_splits
+
+    if cfg.tokenizer:
+        return load_or_train_tokenizer(cfg.tokenizer)
+    cache = Path(cfg.output_dir) / "tokenizer"
+    if (cache / "tokenizer.json").exists():
+        return load_or_train_tokenizer(None, cache_dir=cache)
+    splits = load_text_splits(cfg.dataset)
+    return load_or_train_tokenizer(None, splits["train"], vocab_size=cfg.vocab_size, cache_dir=cache)
+
+
+def fp_runs(cfg: StudyConfig) -> list[RunSpec]:
+    out = []
+    for size in cfg.sizes:
+        for opt in cfg.optimizers:
+            # A swept lr is part of the run id; a fixed lr (or the preset's) is not.
+            for lr in cfg.lr_grid.get(opt) or [None]:
+                out.append(RunSpec(optimizer=opt, size=size, precision="full", lr=lr))
+    return out
+
+
+def qat_runs(cfg: StudyConfig) -> list[RunSpec]:
+    if "qat" not in cfg.precisions:
+        return []
+    return [RunSpec(optimizer=o, size=s, precision="qat", lr=None) for s in cfg.sizes for o in cfg.optimizers]
+
+
+def all_runs(cfg: StudyConfig) -> list[RunSpec]:
+    return fp_runs(cfg) + qat_runs(cfg)
+
+
+def run_dir(cfg: StudyConfig, spec: RunSpec) -> Path:
+    return Path(cfg.output_dir) / "runs" / spec.run_id
+
+
+def find_run(cfg: StudyConfig, run_id: str) -> RunSpec:
+    for spec in all_runs(cfg):
+        if spec.run_id == run_id:
+            return spec
+    raise ConfigError("run", f"no run {run_id!r} in this study",
+                      "use an id printed by --print-commands, e.g. " + all_runs(cfg)[0].run_id)
+
+
+def best_lr(cfg: StudyConfig, optimizer: str, size: str) -> float | None:
+    """The full-precision lr with the lowest final eval loss (the sweep's winner), or the fixed lr."""
+    grid = cfg.lr_grid.get(optimizer)
+    if not grid:
+        return cfg.learning_rates.get(optimizer)
+    best = None
+    for lr in grid:
+        f = run_dir(cfg, RunSpec(optimizer=optimizer, size=size, precision="full", lr=lr)) / "run.json"
+        if not f.exists():
+            raise ConfigError("run", f"the lr sweep of {optimizer} at {size} is not finished ({f.parent.name})",
+                              "train the full-precision runs before the QAT runs")
+        loss = read_json(f)["final_eval_loss"]
+        if best is None or loss < best[0]:
+            best = (loss, lr)
+    return best[1]
+
+
+def _lr(cfg: StudyConfig, spec: RunSpec) -> float | None:
+    if spec.precision == "qat":
+        return best_lr(cfg, spec.optimizer, spec.size)
+    return spec.lr if spec.lr is not None else cfg.learning_rates.get(spec.optimizer)
+
+
+def train_run(cfg: StudyConfig, spec: RunSpec, *, tokenizer_dir: str | None = None, disable_tqdm: bool = True) -> Path:
+    """Train one run of the study (skip if finished, resume if interrupted)."""
+    from ..trainer import OptQuantTrainingArguments
+    from ..trainer.job import TrainJobArguments, run_training
+
+    out = run_dir(cfg, spec)
+    if (out / "run.json").exists():
+        return out
+    tok_dir = tokenizer_dir or cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
+    job = TrainJobArguments(model=spec.size, tokenizer=tok_dir, dataset=cfg.dataset, block_size=cfg.block_size,
+                            tokens_per_param=cfg.tokens_per_param, max_eval_tokens=cfg.max_eval_tokens,
+                            model_seed=cfg.seed)
+    targs = dict(
+        output_dir=str(out),
+        optimizer=spec.optimizer,
+        optimizer_kwargs=dict(cfg.optimizer_kwargs.get(spec.optimizer, {})),
+        learning_rate=_lr(cfg, spec),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        eval_strategy="steps",
+        eval_steps=cfg.eval_every,
+        save_strategy="steps",
+        save_steps=cfg.eval_every,
+        save_total_limit=1,
+        logging_steps=max(1, cfg.eval_every // 4),
+        report_to="none",
+        seed=cfg.seed,
+        disable_tqdm=disable_tqdm,
+        snapshot_at_eval=spec.precision == "full" and cfg.common_loss is None,
+        save_at_eval_loss=cfg.common_loss if spec.precision == "full" else None,
+        qat=vars(cfg.qat) if spec.precision == "qat" else None,
+    )
+    targs.update(cfg.train_overrides)
+    return run_training(job, OptQuantTrainingArguments(**targs))
+
+
+def run_command(cfg_path: str, spec: RunSpec, launcher: str = "python") -> str:
+    base = ["hf-optquant", "study", cfg_path, "--run", spec.run_id]
+    if launcher == "accelerate":
+        base = ["accelerate", "launch", "-m", "hf_optquant.cli", "study", cfg_path, "--run", spec.run_id]
+    return " ".join(shlex.quote(x) for x in base)
