@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,21 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """YAML reads ``1e-3`` as a string (YAML 1.1); turn strings into the field's number type."""
+    if not isinstance(value, str):
+        return value
+    args = typing.get_args(hint) or (hint,)
+    for typ in (int, float):
+        if typ in args:
+            try:
+                return typ(value)
+            except ValueError:
+                if typ is float or float not in args:
+                    raise ConfigError(key, f"expected a number, got {value!r}", "write a number, e.g. 3e-3") from None
+    return value
+
+
 def build_dataclasses(types: tuple[type, ...], config: dict[str, Any], overrides: dict[str, Any] | None = None,
                       *, where: str = "config") -> tuple:
     """Split one flat mapping over several dataclasses; unknown keys are rejected."""
@@ -75,7 +91,8 @@ def build_dataclasses(types: tuple[type, ...], config: dict[str, Any], overrides
             raise ConfigError(key, f"unknown key in {where}", hint)
     built = []
     for t in types:
-        kwargs = {k: v for k, v in data.items() if names[k] is t}
+        hints = typing.get_type_hints(t)
+        kwargs = {k: _coerce(v, hints.get(k), k) for k, v in data.items() if names[k] is t}
         try:
             built.append(t(**kwargs))
         except ConfigError:

@@ -58,14 +58,16 @@ def test_wsd_learning_rate_at_chosen_steps(tmp_path, tokenizer, lm_data):
     tr = _trainer(tmp_path, "wsd", tokenizer, lm_data, max_steps=40, learning_rate=1e-2)
     tr.train()
     lrs = [h["learning_rate"] for h in tr.state.log_history if "learning_rate" in h]
-    # Logged after each optimizer step k (1-based), i.e. the multiplier for step k.
+    # lrs[i] is the lr of the update at 0-based step i.
     peak = 1e-2
-    assert lrs[0] == pytest.approx(peak * (0.001 + 0.999 * 1 / 2))  # 5% of 40 = 2 warm-up steps
-    assert lrs[1] == pytest.approx(peak)
+    assert len(lrs) == 40
+    assert lrs[0] == pytest.approx(peak * 0.001)  # warm-up starts at 0.001 x peak
+    assert lrs[1] == pytest.approx(peak * (0.001 + 0.999 * 1 / 2))  # 5% of 40 = 2 warm-up steps
+    assert lrs[2] == pytest.approx(peak)
     assert lrs[20] == pytest.approx(peak)  # stable phase
-    assert lrs[31] == pytest.approx(peak * (1 - 1 / 8))  # decay: 20% of 40 = 8 steps, first one
-    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
-    assert [wsd_multiplier(s, 40) for s in (0, 2, 31, 39)] == pytest.approx([0.001, 1.0, 0.875, 0.0])
+    assert lrs[32] == pytest.approx(peak * (1 - 1 / 8))  # decay: 20% of 40 = 8 steps, first one
+    assert lrs[39] == pytest.approx(0.0, abs=1e-12)
+    assert [wsd_multiplier(s, 40) for s in (0, 2, 32, 39)] == pytest.approx([0.001, 1.0, 0.875, 0.0])
 
 
 @pytest.mark.parametrize("opt", ["adamw", "muon", "shampoo"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .state_codec import CALLABLE, decode_state, encode_state
+
 __all__ = ["CombinedOptimizer"]
 
 
@@ -49,14 +51,19 @@ class CombinedOptimizer(torch.optim.Optimizer):
             o.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict:
-        return {"combined": {name: o.state_dict() for name, o in self.optimizers.items()}}
+        return {"combined": {name: encode_state(o.state_dict()) for name, o in self.optimizers.items()}}
 
     def load_state_dict(self, state_dict: dict) -> None:
         inner = state_dict["combined"]
         if set(inner) != set(self.optimizers):
             raise ValueError(f"optimizer state has groups {sorted(inner)}, expected {sorted(self.optimizers)}")
         for name, o in self.optimizers.items():
-            o.load_state_dict(inner[name])
+            sd = decode_state(inner[name])
+            for saved, live in zip(sd.get("param_groups", []), o.param_groups):
+                for k, v in saved.items():
+                    if isinstance(v, dict) and v.get(CALLABLE):
+                        saved[k] = live[k]
+            o.load_state_dict(sd)
         self._sync_groups()
 
     def __repr__(self) -> str:

@@ -36,7 +36,10 @@ def run_record(trainer, **extra) -> dict:
     model = trainer.model
     history = list(trainer.state.log_history)
     cl = trainer.common_loss_callback.record() if trainer.common_loss_callback else None
-    train_loss = _last([h for h in history if "loss" in h and "eval_loss" not in h], "loss")
+    # Last logged loss; with logging_steps past the run's end, the run's mean (train_loss).
+    train_loss = _last(history, "loss")
+    if train_loss is None:
+        train_loss = _last(history, "train_loss")
     rec = {
         "optimizer": args.optimizer,
         "optimizer_kwargs": args.optimizer_kwargs,
