@@ -54,7 +54,7 @@ def lm_data(tokenizer, ptb_small):
 
 @pytest.fixture(scope="session")
 def trained_tiny_dir(tmp_path_factory, tokenizer, lm_data):
-    """A tiny-2 OLMo2 model trained 80 AdamW steps on PTB, saved with its tokenizer.
+    """A tiny-2 OLMo2 model trained 200 AdamW steps on PTB, saved with its tokenizer.
 
     Trained by a plain torch loop (not the package's trainer) so that PTQ, QAT,
     diagnostics and hub tests do not depend on the trainer's correctness.
@@ -63,11 +63,11 @@ def trained_tiny_dir(tmp_path_factory, tokenizer, lm_data):
 
     torch.manual_seed(0)
     model = build_model("tiny-2", vocab_size=len(tokenizer))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, betas=(0.9, 0.95))
     train = lm_data[0]
     g = torch.Generator().manual_seed(0)
     model.train()
-    for _ in range(80):
+    for _ in range(200):
         idx = torch.randint(0, len(train), (16,), generator=g)
         batch = train.blocks[idx]
         loss = model(input_ids=batch, labels=batch).loss

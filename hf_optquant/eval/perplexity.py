@@ -1,0 +1,32 @@
+"""Validation loss and perplexity on a held-out split."""
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["evaluate_loss"]
+
+
+@torch.no_grad()
+def evaluate_loss(model, tokenizer, *, dataset: str = "ptb", split: str = "validation", block_size: int = 128,
+                  max_tokens: int | None = 65536, batch_size: int = 8, blocks: torch.Tensor | None = None) -> dict:
+    """Token-weighted mean next-token loss over packed blocks of the split."""
+    from ..data import pack_tokens
+    from ..data.packing import load_text_splits
+
+    if blocks is None:
+        texts = load_text_splits(dataset)[split]
+        blocks = pack_tokens(texts, tokenizer, block_size, max_tokens=max_tokens)
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for i in tqdm(range(0, blocks.shape[0], batch_size), desc="eval loss", leave=False):
+        x = blocks[i:i + batch_size].to(device)
+        out = model(input_ids=x, labels=x)
+        n = x.numel() - x.shape[0]  # predicted positions
+        total += float(out.loss) * n
+        count += n
+    loss = total / count
+    return {"val_loss": loss, "val_ppl": math.exp(loss), "n_eval_tokens": int(count)}

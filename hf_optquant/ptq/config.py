@@ -1,0 +1,41 @@
+"""PTQ settings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from ..quant import parse_granularity, validate_bits
+
+__all__ = ["PTQConfig"]
+
+
+@dataclass(kw_only=True)
+class PTQConfig:
+    method: str = field(default="rtn", metadata={"help": "rtn (round-to-nearest, the paper's) or gptq."})
+    w_bits: int = field(default=4, metadata={"help": "Weight bits, 2-8."})
+    a_bits: int | None = field(default=4, metadata={"help": "Activation bits per token: 4, 8 or None."})
+    granularity: str = field(default="row", metadata={"help": "Weight scales: row, group:G or tensor."})
+    lm_head: bool = field(default=False, metadata={"help": "Also quantize the LM head (unties it)."})
+    damp: float = field(default=0.01, metadata={"help": "GPTQ: damping as a fraction of mean diag(H)."})
+    block_size: int = field(default=128, metadata={"help": "GPTQ: columns per error-feedback block."})
+    act_order: bool = field(default=False, metadata={"help": "GPTQ: quantize columns by decreasing diag(H)."})
+
+    def __post_init__(self):
+        if self.method not in ("rtn", "gptq"):
+            raise ConfigError("method", f"unknown method {self.method!r}", "use rtn or gptq")
+        validate_bits(self.w_bits, "w_bits")
+        if self.w_bits is None:
+            raise ConfigError("w_bits", "weights must be quantized", "use 2-8")
+        validate_bits(self.a_bits, "a_bits", allowed=(4, 8))
+        parse_granularity(self.granularity)
+        if not 0 <= self.damp < 1:
+            raise ConfigError("damp", f"must be in [0, 1), got {self.damp}", "use 0.01")
+        if self.block_size <= 0:
+            raise ConfigError("block_size", "must be positive", "use 128")
+
+    @property
+    def gran(self):
+        return parse_granularity(self.granularity)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
