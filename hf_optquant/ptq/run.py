@@ -53,6 +53,8 @@ def run_ptq(model_path: str, out_dir: str, cfg: PTQConfig, *, calibration: str =
             seq_len: int = 128, overwrite: bool = False) -> Path:
     if Path(out_dir).exists() and not overwrite:
         raise ConfigError("out", f"{out_dir} already exists", "choose a new --out or pass --overwrite")
+    if cfg.method == "gptq" and n_calibration <= 0:
+        raise ConfigError("n_calibration", "the calibration set is empty", "use --n-calibration 128")
     model, tok = load_causal_lm(model_path)
     calib = calibration_ids(tok, calibration, n_calibration, seq_len) if cfg.method == "gptq" else None
     qmodel, qweights = quantize_model(model, cfg, calibration=calib)

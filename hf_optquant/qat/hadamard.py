@@ -34,30 +34,21 @@ def hadamard_matrix(n: int, *, dtype: torch.dtype = torch.float32, device: torch
     """The normalised n x n Sylvester Hadamard matrix (n a power of two)."""
     if not is_power_of_two(n):
         raise ValueError(f"Hadamard block size must be a power of two, got {n}")
-    h = _hadamard_cpu(n, dtype)
-    return h if torch.device(device).type == "cpu" else h.to(device)
+    return _hadamard_cpu(n, dtype).to(device, copy=True)  # a copy: the cached one stays pristine
 
 
-_DEVICE_CACHE: dict[tuple, torch.Tensor] = {}
-
-
-def _matrix_for(x: torch.Tensor, n: int) -> torch.Tensor:
-    if x.device.type == "cpu":
-        return _hadamard_cpu(n, x.dtype)
-    key = (n, x.dtype, x.device)
-    h = _DEVICE_CACHE.get(key)
-    if h is None:  # one copy per device and dtype, not one transfer per forward
-        h = _DEVICE_CACHE[key] = _hadamard_cpu(n, x.dtype).to(x.device)
-    return h
-
-
-def block_hadamard(x: torch.Tensor, block: int) -> torch.Tensor:
+def block_hadamard(x: torch.Tensor, block: int, h: torch.Tensor | None = None) -> torch.Tensor:
     """``x`` (..., d) times the block-diagonal matrix diag(H_block, ..., H_block); d % block == 0.
 
+    ``h`` is the block matrix when the caller keeps one on the right device (the fake-quant
+    layer holds it as a non-persistent buffer); otherwise it is built on ``x``'s device.
     The transform is its own inverse (H symmetric orthogonal), so this also undoes itself.
     """
     d = x.shape[-1]
     if d % block != 0:
         raise ValueError(f"Hadamard block {block} does not divide the last dimension {d}")
-    h = _matrix_for(x, block)
+    if h is None:
+        h = hadamard_matrix(block, dtype=x.dtype, device=x.device)
+    elif h.dtype != x.dtype:
+        h = h.to(x.dtype)
     return (x.reshape(*x.shape[:-1], d // block, block) @ h).reshape(x.shape)

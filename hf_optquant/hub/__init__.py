@@ -1,0 +1,28 @@
+"""Publishing to the Hugging Face Hub: model cards, the results dataset, scaling-fit cards."""
+from .bundle import Bundle, build_model_bundle, build_study_bundle
+from .cards import PAPER_RHO, dataset_card, eval_results_from, model_card, scaling_section
+from .publish import PublishConfig, PublishResult, publish, validate_repo_id
+from .schema import RESULTS_SCHEMA, Column, merge_results, normalize_results, schema_markdown
+from .sources import Source, detect_source
+
+__all__ = [
+    "PublishConfig",
+    "PublishResult",
+    "publish",
+    "validate_repo_id",
+    "Bundle",
+    "build_model_bundle",
+    "build_study_bundle",
+    "model_card",
+    "dataset_card",
+    "scaling_section",
+    "eval_results_from",
+    "PAPER_RHO",
+    "RESULTS_SCHEMA",
+    "Column",
+    "normalize_results",
+    "merge_results",
+    "schema_markdown",
+    "Source",
+    "detect_source",
+]

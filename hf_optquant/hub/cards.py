@@ -1,0 +1,309 @@
+"""Model, dataset and scaling-fit cards from the Jinja templates in ``hub_cards/``.
+
+Cards are filled through ``huggingface_hub.ModelCard``/``DatasetCard.from_template`` so their
+YAML metadata (``model-index`` from ``eval_results``, tags, dataset ``configs``) is written by
+the Hub's own code. Every value comes from a published record; a value that is not recorded
+says so in words (never the Hub template's "More information needed").
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..errors import ConfigError
+
+__all__ = ["PAPER_RHO", "PAPER_ARXIV", "CITATION", "templates_dir", "fmt", "eval_results_from",
+           "model_card", "dataset_card", "scaling_section", "load_snippet"]
+
+PAPER_ARXIV = "2509.23500"
+# Fitted rho for 4-bit QAT in the paper (section 7 of docs/PAPER.md), shown beside ours.
+PAPER_RHO = {"adamw": 0.863, "muon": 0.852, "psgd": 0.739, "scion": 0.856, "shampoo": 0.879, "soap": 0.822}
+CITATION = """@inproceedings{vlassis2026beyond,
+  title     = {Beyond Outliers: A Study of Optimizers Under Quantization},
+  author    = {Vlassis and Ashkboos and Volkova and Hoefler and Alistarh},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2026},
+  eprint    = {2509.23500},
+  archivePrefix = {arXiv}
+}"""
+NOT_RECORDED = "not recorded"
+
+# lm-eval task -> (Hub dataset id, display name, dataset config) for the model-index.
+_TASK_DATASETS = {
+    "piqa": ("ybisk/piqa", "PIQA", None),
+    "hellaswag": ("Rowan/hellaswag", "HellaSwag", None),
+    "arc_easy": ("allenai/ai2_arc", "ARC-Easy", "ARC-Easy"),
+    "arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", "ARC-Challenge"),
+}
+_LOSS_DATASETS = {"ptb": ("ptb-text-only/ptb_text_only", "Penn Treebank")}
+_PARAM_ORDER = ("A", "alpha", "B", "beta", "E")
+
+
+def templates_dir() -> Path:
+    """``hub_cards/`` beside the package (editable install) or under its resources."""
+    here = Path(__file__).resolve().parents[2] / "hub_cards"
+    if (here / "model_card.md").is_file():
+        return here
+    return Path(__file__).resolve().parents[1] / "resources" / "hub_cards"
+
+
+def fmt(v, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return NOT_RECORDED
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def _pct(v) -> str:
+    return NOT_RECORDED if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:+.2f}%"
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return NOT_RECORDED
+    s = float(seconds)
+    return f"{s:.0f} s" if s < 120 else (f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.2f} h")
+
+
+def eval_results_from(eval_json: dict | None):
+    """``EvalResult`` entries (the card's ``model-index``) for every number in ``eval.json``."""
+    from huggingface_hub import EvalResult
+
+    if not eval_json:
+        return []
+    out = []
+    ds = str(eval_json.get("dataset") or "ptb")
+    ds_type, ds_name = _LOSS_DATASETS.get(ds, (ds, ds))
+    split = eval_json.get("split", "validation")
+    for key, metric_name in (("val_loss", "validation loss"), ("val_ppl", "validation perplexity")):
+        if isinstance(eval_json.get(key), (int, float)):
+            out.append(EvalResult(task_type="text-generation", task_name="Language modeling", dataset_type=ds_type,
+                                  dataset_name=ds_name, dataset_split=split, metric_type=key.split("_")[1],
+                                  metric_name=metric_name, metric_value=float(eval_json[key])))
+    for task, metrics in sorted((eval_json.get("tasks") or {}).items()):
+        ds_type, ds_name, ds_config = _TASK_DATASETS.get(task, (task, task, None))
+        for metric, value in sorted(metrics.items()):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or metric.endswith("stderr"):
+                continue
+            out.append(EvalResult(task_type="text-generation", task_name=f"{task} (zero-shot)", dataset_type=ds_type,
+                                  dataset_name=ds_name, dataset_config=ds_config, metric_type=metric,
+                                  metric_name=f"{metric} (zero-shot)", metric_value=float(value)))
+    return out
+
+
+def load_snippet(repo_id: str, *, with_tokenizer: bool) -> str:
+    lines = ["from transformers import AutoModelForCausalLM, AutoTokenizer" if with_tokenizer else
+             "from transformers import AutoModelForCausalLM", "",
+             f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")']
+    if with_tokenizer:
+        lines += [f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+                  'inputs = tokenizer("The company said", return_tensors="pt")',
+                  "outputs = model.generate(**inputs, max_new_tokens=20, do_sample=False)",
+                  "print(tokenizer.decode(outputs[0], skip_special_tokens=True))"]
+    return "\n".join(lines)
+
+
+def _kv(d: dict | None) -> list[tuple[str, str]]:
+    return [(str(k), fmt(v) if not isinstance(v, (dict, list)) else str(v)) for k, v in sorted((d or {}).items())]
+
+
+def _eval_rows(eval_json: dict | None) -> list[dict]:
+    if not eval_json:
+        return []
+    rows = []
+    for key, name in (("val_loss", "validation loss"), ("val_ppl", "validation perplexity")):
+        if eval_json.get(key) is not None:
+            rows.append({"name": str(eval_json.get("dataset") or "ptb"), "metric": name, "value": fmt(eval_json[key])})
+    for task, metrics in sorted((eval_json.get("tasks") or {}).items()):
+        for metric, value in sorted(metrics.items()):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not metric.endswith("stderr"):
+                rows.append({"name": _TASK_DATASETS.get(task, (task, task))[1], "metric": f"{metric} (zero-shot)",
+                             "value": fmt(value)})
+    if eval_json.get("mean_acc_norm") is not None:
+        rows.append({"name": "mean over tasks", "metric": "acc_norm", "value": fmt(eval_json["mean_acc_norm"])})
+    return rows
+
+
+def _degradation_rows(deg: dict | None) -> list[dict]:
+    rows = []
+    for key, name in (("val_loss", "validation loss"), ("val_ppl", "validation perplexity"),
+                      ("mean_acc_norm", "mean zero-shot acc_norm")):
+        d = (deg or {}).get(key)
+        if isinstance(d, dict) and "before" in d:
+            rows.append({"metric": name, "before": fmt(d["before"]), "after": fmt(d["after"]),
+                         "absolute": fmt(d.get("absolute")), "relative": _pct(d.get("relative"))})
+    return rows
+
+
+def _render(template: str, card_cls, card_data, **ctx):
+    path = templates_dir() / template
+    if not path.is_file():
+        raise ConfigError("hub_cards", f"template {path} is missing", "reinstall hf_optquant with its hub_cards/")
+    return card_cls.from_template(card_data, template_path=str(path), **ctx)
+
+
+def model_card(*, repo_id: str, kind: str, config: dict, run: dict | None, quant: dict | None,
+               eval_json: dict | None, has_tokenizer: bool, license: str = "apache-2.0",
+               base_model: str | None = None, extra_versions: dict | None = None):
+    """The model card of a run (``kind="run"``) or quantized checkpoint (``kind="checkpoint"``).
+
+    ``run`` is the training record (the checkpoint's parent run for a PTQ checkpoint),
+    ``quant`` the ``quantization_record.json``.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    run = run or {}
+    qat = run.get("qat") if kind == "run" else None
+    optimizer = run.get("optimizer")
+    tags = ["hf-optquant", "optimizers-under-quantization", f"arxiv:{PAPER_ARXIV}"]
+    if optimizer:
+        tags.append(str(optimizer))
+    if kind == "checkpoint" and quant:
+        a = quant.get("a_bits")
+        tags += ["quantized", "compressed-tensors", str(quant.get("method", "ptq")),
+                 f"w{quant.get('w_bits')}a{a if a else 16}"]
+        precision = (f"{quant.get('method', 'ptq').upper()} W{quant.get('w_bits')}A{a if a else 16}, "
+                     f"{quant.get('granularity', 'row')} weight scales (compressed-tensors)")
+        title = f"{optimizer or 'model'}-trained {quant.get('method', 'quantized')} W{quant.get('w_bits')}A" \
+                f"{a if a else 16} checkpoint"
+        summary = (f"A {run.get('model_size') or 'causal'} language model trained with "
+                   f"{optimizer or 'an unrecorded optimizer'} and quantized after training with "
+                   f"{quant.get('method', 'an unrecorded method')} (W{quant.get('w_bits')}A{a if a else 16}).")
+    elif qat:
+        a = qat.get("a_bits")
+        tags += ["qat", str(qat.get("quantizer", "qat")), f"w{qat.get('w_bits')}a{a if a else 16}"]
+        precision = (f"trained with QAT ({qat.get('quantizer', 'qat')} W{qat.get('w_bits')}A{a if a else 16}); "
+                     "weights stored unquantized")
+        title = f"{optimizer}-trained QAT model"
+        summary = (f"A {run.get('model_size') or 'causal'} language model trained from scratch with "
+                   f"{optimizer} under quantization-aware training.")
+    else:
+        tags.append("full-precision")
+        precision = "full precision"
+        title = f"{optimizer}-trained full-precision model"
+        summary = f"A {run.get('model_size') or 'causal'} language model trained in full precision with {optimizer}."
+    eval_results = eval_results_from(eval_json)
+    card_data = ModelCardData(language="en", license=license, library_name="transformers",
+                              pipeline_tag="text-generation", tags=tags, base_model=base_model,
+                              model_name=repo_id.split("/")[-1], eval_results=eval_results or None)
+    n_params = run.get("n_params")
+    tokens = run.get("tokens_seen")
+    cfg = run.get("config") or {}
+    cl = run.get("common_loss") or {}
+    training = None
+    if run:
+        hparams = dict(run.get("optimizer_hparams") or run.get("optimizer_kwargs") or {})
+        training = {
+            "optimizer": fmt(optimizer), "learning_rate": fmt(run.get("learning_rate", cfg.get("learning_rate"))),
+            "dataset": fmt(run.get("dataset", cfg.get("dataset"))), "tokens": fmt(tokens),
+            "tokens_per_param": fmt(tokens / n_params, 3) if tokens and n_params else NOT_RECORDED,
+            "steps": fmt(run.get("global_step")), "final_train_loss": fmt(run.get("final_train_loss")),
+            "final_eval_loss": fmt(run.get("final_eval_loss")), "wall_time": _duration(run.get("wall_time_s")),
+            "common_loss": (f"validation loss {fmt(cl.get('eval_loss'))} (threshold {fmt(cl.get('threshold'))}) "
+                            f"at step {fmt(cl.get('step'))}" if cl else "none (final weights)"),
+            "hparams": _kv(hparams) or [("(preset defaults)", "see hf_optquant.optim presets")],
+        }
+    versions = dict(run.get("versions") or {})
+    if quant:
+        for k in ("hf_optquant_version", "compressed_tensors_version"):
+            if quant.get(k):
+                versions[k.removesuffix("_version").replace("_", "-")] = quant[k]
+    versions.update(extra_versions or {})
+    deg = (eval_json or {}).get("degradation")
+    ctx = dict(
+        title=title, summary=summary, precision=precision, needs_compressed_tensors=kind == "checkpoint",
+        load_snippet=load_snippet(repo_id, with_tokenizer=has_tokenizer),
+        arch={"model_type": fmt(config.get("model_type")), "layers": fmt(config.get("num_hidden_layers")),
+              "hidden": fmt(config.get("hidden_size")), "heads": fmt(config.get("num_attention_heads")),
+              "vocab": fmt(config.get("vocab_size")), "size": fmt(run.get("model_size")), "n_params": fmt(n_params),
+              "n_params_non_embedding": fmt(run.get("n_params_non_embedding"))},
+        training=training,
+        training_missing="No training record (`run.json`) was found for this model, so its optimizer and "
+                         "budget are not stated here.",
+        qat=_kv(qat) if qat else None,
+        ptq=_kv({k: v for k, v in (quant or {}).items() if k not in ("quantized_modules",)}) if quant else None,
+        eval_rows=_eval_rows(eval_json),
+        eval_missing="This model was published without an `eval.json`; run `hf-optquant eval` on it and "
+                     "publish again to add its results.",
+        degradation_rows=_degradation_rows(deg),
+        parent=(deg or {}).get("baseline", NOT_RECORDED),
+        degradation_missing=("This is the full-precision model, so there is no parent to compare with."
+                             if kind == "run" and not qat else
+                             "No comparison with the full-precision parent was recorded (run `hf-optquant eval "
+                             "--baseline PARENT` and publish again)."),
+        versions=sorted((str(k), str(v)) for k, v in versions.items()) or [("hf_optquant", NOT_RECORDED)],
+        citation=CITATION,
+    )
+    return _render("model_card.md", ModelCard, card_data, **ctx)
+
+
+def _interval(ci) -> str:
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
+        return f" [{fmt(float(ci[0]))}, {fmt(float(ci[1]))}]"
+    return ""
+
+
+def scaling_section(fits: dict[str, dict], plots: dict[str, list[str]] | None = None) -> str:
+    """The scaling-fit part of the results card: parameters with intervals, rho beside the paper's.
+
+    ``fits`` maps a fit file (its path in the repo) to its JSON: ``{optimizer: {form, params: {A, B, E, alpha,
+    beta, rho: {precision: v}}, ci, loo_rmse, n_points}}``.
+    """
+    import jinja2
+
+    blocks = []
+    for file, fit in sorted(fits.items()):
+        if not isinstance(fit, dict) or not all(isinstance(v, dict) and isinstance(v.get("params"), dict)
+                                                for v in fit.values()):
+            raise ConfigError(file, "is not {optimizer: {form, params, ci, loo_rmse, n_points}}",
+                              "write it with `hf-optquant fit`")
+        names = sorted({k for v in fit.values() for k in v["params"] if k != "rho"},
+                       key=lambda k: (_PARAM_ORDER.index(k) if k in _PARAM_ORDER else len(_PARAM_ORDER), k))
+        precisions = sorted({p for v in fit.values() for p in (v["params"].get("rho") or {})})
+        rows, rho_rows = [], []
+        for opt, v in sorted(fit.items()):
+            ci = v.get("ci") or {}
+            rows.append({"optimizer": opt, "loo_rmse": fmt(v.get("loo_rmse")), "n_points": fmt(v.get("n_points")),
+                         "values": [fmt(v["params"].get(p)) + _interval(ci.get(p)) if p in v["params"] else "–"
+                                    for p in names]})
+            rho = v["params"].get("rho") or {}
+            rho_ci = ci.get("rho") if isinstance(ci.get("rho"), dict) else {}
+            if precisions:
+                rho_rows.append({"optimizer": opt, "paper": fmt(PAPER_RHO.get(opt.lower(), None))
+                                 if opt.lower() in PAPER_RHO else "not in the paper",
+                                 "values": [fmt(rho.get(p)) + _interval(rho_ci.get(p)) if p in rho else "–"
+                                            for p in precisions]})
+        forms = sorted({str(v.get("form", "unnamed")) for v in fit.values()})
+        blocks.append({"file": file, "form": ", ".join(forms), "params": names, "rows": rows,
+                       "precisions": precisions, "rho_rows": rho_rows, "plots": (plots or {}).get(file, [])})
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), keep_trailing_newline=True)
+    return env.get_template("scaling_fit.md").render(fits=blocks).strip()
+
+
+def dataset_card(*, repo_id: str, df, data_path: str, scaling: str, report_file: str | None,
+                 license: str = "apache-2.0"):
+    """The results dataset's card: what the rows are, how they were made, the schema, the fits."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from .schema import schema_markdown
+
+    optimizers = sorted(df["optimizer"].dropna().unique().tolist())
+    studies = sorted(df["study"].dropna().unique().tolist())
+    n = len(df)
+    size = "n<1K" if n < 1000 else ("1K<n<10K" if n < 10_000 else "10K<n<100K")
+    card_data = DatasetCardData(
+        license=license, pretty_name="hf_optquant study results", size_categories=[size],
+        tags=["hf-optquant", "optimizers-under-quantization", "quantization", "scaling-laws", f"arxiv:{PAPER_ARXIV}",
+              *optimizers],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": data_path}]}],
+    )
+    return _render("dataset_card.md", DatasetCard, card_data, title=f"{repo_id.split('/')[-1]}: optimizer x "
+                   "quantization results", repo_id=repo_id, n_rows=n, n_studies=max(len(studies), 1),
+                   studies=", ".join(studies) or "unnamed", optimizers=", ".join(optimizers),
+                   report_file=report_file, schema_table=schema_markdown(), scaling_section=scaling,
+                   citation=CITATION)

@@ -1,0 +1,106 @@
+"""``convert_qat``: a QAT-trained model -> compressed-tensors checkpoint (the PTQ export format).
+
+``rtn`` QAT trains on exactly the grid the checkpoint stores (hf_optquant.quant.rtn, the
+compressed-tensors symmetric convention), and compressed-tensors applies the same dynamic
+per-token activation quantization at load time: the conversion is lossless.
+
+``quest`` QAT trains on a midrise grid in a Hadamard-rotated basis. transformers 5.23
+does not apply compressed-tensors transforms at load time (its ``CompressedTensorsConfig``
+has no ``transform_config`` and its quantizer only calls ``apply_quantization_config``), so
+plain ``from_pretrained`` cannot reproduce the rotated forward. The deployable form
+written here is the closest one plain transformers (and vLLM) run: QuEST's quantized
+weight rotated back to the original basis, ``Q(W H) H``, re-quantized on the shared
+integer grid per row/group, and per-token RTN activations without rotation. The relative
+weight change of that re-quantization is stored in ``quantization_record.json``.
+"""
+from __future__ import annotations
+
+import copy
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..quant import quantize_rtn
+from .config import QATConfig
+from .hadamard import block_hadamard
+from .layer import QATLinear
+from .numerics import quest_fake_quant
+from .prepare import qat_modules, strip_qat
+
+__all__ = ["convert_qat", "deployed_qweights", "quest_deployed_weight"]
+
+
+def quest_deployed_weight(weight: torch.Tensor, bits: int, gran, block: int) -> torch.Tensor:
+    """QuEST's effective weight in the original basis, ``Q(W H) H`` (float64)."""
+    w = weight.detach().to(torch.float64)
+    q, _, _ = quest_fake_quant(block_hadamard(w, block), bits, gran)
+    return block_hadamard(q, block)
+
+
+def deployed_qweights(model: nn.Module) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, float]]:
+    """``{name: (codes, scales)}`` on the shared grid for every QAT layer, and, for quest, each
+    layer's relative Frobenius change ``|W_deploy - Q(WH)H| / |Q(WH)H|``."""
+    out, drift = {}, {}
+    for name, m in qat_modules(model).items():
+        if m.w_bits is None:
+            continue
+        if m.quantizer == "quest":
+            eff = quest_deployed_weight(m.weight, m.w_bits, m.gran, m.hadamard_block)
+            q, s = quantize_rtn(eff, m.w_bits, m.gran)
+            deployed = (q.reshape(q.shape[0], s.shape[1], -1) * s.unsqueeze(-1)).reshape(q.shape)
+            drift[name] = float((deployed - eff).norm() / eff.norm().clamp_min(1e-30))
+            out[name] = (q.to(torch.int8) if m.w_bits <= 8 else q, s.to(m.weight.dtype))
+        else:
+            q, s = quantize_rtn(m.weight.detach().float(), m.w_bits, m.gran)
+            out[name] = (q.to(torch.int8), s.to(m.weight.dtype))
+    return out, drift
+
+
+def _qat_config(model: nn.Module) -> QATConfig:
+    cfg = getattr(model, "hf_optquant_qat_config", None)
+    if cfg is None:
+        base = getattr(model, "get_base_model", None)
+        cfg = getattr(base(), "hf_optquant_qat_config", None) if callable(base) else None
+    if cfg is None or not qat_modules(model):
+        raise ConfigError("model", "has no QAT layers to convert", "call prepare_qat(model, cfg) and train it first")
+    return cfg
+
+
+def convert_qat(model: nn.Module, out_dir, *, tokenizer=None, record: dict | None = None,
+                overwrite: bool = False) -> Path:
+    """Write the QAT-trained ``model`` as a compressed-tensors checkpoint at ``out_dir``.
+
+    peft models are merged first (on a copy). ``model`` itself is not modified. The
+    checkpoint reloads with plain ``AutoModelForCausalLM.from_pretrained``.
+    """
+    from ..ptq.export import save_compressed_checkpoint
+
+    cfg = _qat_config(model)
+    if cfg.w_bits is None:
+        raise ConfigError("qat.w_bits", "is none: a compressed-tensors checkpoint needs quantized weights",
+                          "train with w_bits 2-8, or save the model with save_pretrained")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise ConfigError("out", f"{out_dir} already exists", "choose a new output directory or pass overwrite=True")
+    m = copy.deepcopy(model)
+    if callable(getattr(m, "merge_and_unload", None)):  # peft: fold the adapters into the base weights
+        m = m.merge_and_unload()
+    qweights, drift = deployed_qweights(m)
+    strip_qat(m)
+    rec = {
+        "method": f"{cfg.quantizer}-qat",
+        "calibration_samples": 0,
+        "source_model": getattr(getattr(m, "config", None), "_name_or_path", None) or None,
+        "hf_optquant_version": metadata.version("hf_optquant"),
+        "qat": cfg.to_dict(),
+        "deployed_form": ("shared-grid weights in the original basis (Q(WH)H re-quantized), per-token RTN "
+                          "activations without rotation" if cfg.quantizer == "quest" else "exact (same grid as training)"),
+    }
+    if drift:
+        rec["quest_requantization_rel_error"] = {"mean": sum(drift.values()) / len(drift), "max": max(drift.values())}
+    rec.update(record or {})
+    return save_compressed_checkpoint(m, out_dir, qweights=qweights, w_bits=cfg.w_bits, a_bits=cfg.a_bits,
+                                      granularity=cfg.granularity, tokenizer=tokenizer, record=rec, overwrite=overwrite)
