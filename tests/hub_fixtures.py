@@ -25,17 +25,18 @@ _DEAD_PROXY = "http://127.0.0.1:9"
 
 def write_run_dir(model_dir: Path, out: Path, *, optimizer: str = "adamw", qat: dict | None = None) -> Path:
     """A run dir as ``hf-optquant train`` writes it: model files, run.json, and local-only leftovers."""
-    from hf_optquant.models import count_parameters
-    from transformers import AutoModelForCausalLM
+    from safetensors import safe_open
 
     shutil.copytree(model_dir, out)
-    model = AutoModelForCausalLM.from_pretrained(out)
-    n = count_parameters(model)
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        sizes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+    numel = {k: math.prod(s) for k, s in sizes.items()}
+    n = sum(numel.values())
     run = {
         "optimizer": optimizer, "optimizer_kwargs": {"betas": [0.9, 0.95]},
         "optimizer_hparams": {"lr": 3e-3, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.0},
         "learning_rate": 3e-3, "model_size": "tiny-2", "n_params": n,
-        "n_params_non_embedding": count_parameters(model, non_embedding=True), "global_step": 80,
+        "n_params_non_embedding": n - sum(v for k, v in numel.items() if "embed" in k), "global_step": 80,
         "tokens_seen": 80 * 16 * 64, "final_train_loss": 5.1, "final_eval_loss": 5.3, "wall_time_s": 12.5,
         "versions": {"torch": "2.13", "transformers": "5.23"}, "qat": qat, "common_loss": None,
         # TrainingArguments.to_dict masks hub_token; a hand-written record might not: it must never be published.

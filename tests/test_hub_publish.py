@@ -146,22 +146,29 @@ def by_id_first(rows, run_id):
     return next(r for r in rows if r["run_id"] == run_id)
 
 
-def test_private_repo_is_created_private(hub_env, hub, artefacts, capsys):
+def test_private_repo_and_dry_run_is_exactly_the_upload(hub_env, hub, artefacts, capsys, tmp_path):
+    dry = tmp_path / "dry"
+    rc, log = _publish(capsys, artefacts["run"], "tester/private-run", hub, "--dry-run", str(dry))
+    assert rc == 0 and hub.repos == {}, log  # a dry run contacts nobody
     rc, log = _publish(capsys, artefacts["run"], "tester/private-run", hub, "--private")
     assert rc == 0, log
     assert hub.repos[("model", "tester/private-run")].private
-    files = set(hub.files("tester/private-run"))
+    files = hub.files("tester/private-run")
     assert "run.json" in files and "training_args.bin" not in files
     assert not any(f.startswith("checkpoint-") for f in files)
+    written = {p.relative_to(dry).as_posix(): p.read_bytes() for p in dry.rglob("*") if p.is_file()}
+    assert written == {k: v for k, v in files.items() if k != ".gitattributes"}
 
 
 def _one_line_error(capsys, argv):
     rc = main(argv)
     err = capsys.readouterr().err.strip()
     assert rc == 2
-    assert len(err.splitlines()) == 1, err
     assert TOKEN not in err and "Traceback" not in err
-    return err
+    # Upload progress bars may precede it; the error itself is exactly one line, the last.
+    errors = [line for line in err.replace("\r", "\n").splitlines() if "error" in line]
+    assert len(errors) == 1 and err.endswith(errors[0]), err
+    return errors[0]
 
 
 def test_bad_repo_id_and_missing_token(hub_env, hub, artefacts, capsys, monkeypatch):
@@ -213,3 +220,12 @@ def test_failed_upload_leaves_no_partial_commit(hub_env, hub, artefacts, capsys,
     assert rc == 0, log
     after = hub.files(repo)
     assert "quantization_record.json" in after and after["model.safetensors"] != before["model.safetensors"]
+
+
+def test_endpoint_without_xet_says_how_to_disable_it(hub_env, hub, artefacts, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)  # hf_xet is installed: the client tries Xet
+    err = _one_line_error(capsys, ["publish", str(artefacts["run"]), "--repo-id", "tester/xet", "--endpoint", hub.url])
+    assert "HF_HUB_DISABLE_XET=1" in err
+    assert hub.history("tester/xet") and len(hub.history("tester/xet")) == 1  # created, nothing committed

@@ -9,7 +9,7 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["load_text_splits", "pack_tokens", "build_lm_datasets", "BlockDataset"]
+__all__ = ["load_text_splits", "pack_tokens", "build_lm_datasets", "cached_blocks", "BlockDataset"]
 
 
 def load_text_splits(dataset: str = "ptb", *, dataset_config: str | None = None,
@@ -101,3 +101,20 @@ def build_lm_datasets(tokenizer, splits: dict[str, list[str]], block_size: int, 
     if splits.get("test"):
         test = BlockDataset(pack_tokens(splits["test"], tokenizer, block_size, max_tokens=max_eval_tokens))
     return train, val, test
+
+
+def cached_blocks(cache_dir: str | os.PathLike | None, key: str, make) -> torch.Tensor:
+    """``make()`` once, then from ``cache_dir/packed-<key>.pt`` (written atomically).
+
+    A study tokenizes its corpus once instead of once per run.
+    """
+    if cache_dir is None:
+        return make()
+    path = Path(cache_dir) / f"packed-{key}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    blocks = make()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(blocks, tmp)
+    os.replace(tmp, path)
+    return blocks

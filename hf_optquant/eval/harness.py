@@ -1,30 +1,51 @@
 """Zero-shot accuracy through lm-evaluation-harness (paper: PIQA, HellaSwag, ARC-Easy, acc_norm).
 
-Online, task names resolve to the harness's own tasks; offline, pass ``include_path`` with
-local task YAMLs (tests/data/lm_eval_tasks has a small one).
+Online, task names resolve to the harness's own tasks (which download their datasets from
+the Hub); offline, pass ``include_path`` with local task YAMLs (tests/data/lm_eval_tasks has
+a small one).
 """
 from __future__ import annotations
 
+import functools
+
 from ..errors import ConfigError
 
-__all__ = ["PAPER_TASKS", "zero_shot"]
+__all__ = ["PAPER_TASKS", "task_manager", "zero_shot"]
 
 PAPER_TASKS = ("piqa", "hellaswag", "arc_easy")
 
 
-def zero_shot(model, tokenizer, tasks: list[str], *, include_path: str | None = None, limit: int | None = None,
-              batch_size: int = 8) -> dict:
-    """``{task: {"acc": .., "acc_norm": ..}}`` from ``lm_eval.simple_evaluate``."""
-    import lm_eval
-    from lm_eval.models.huggingface import HFLM
+@functools.lru_cache(maxsize=8)
+def _manager(include_path: str | None, include_defaults: bool):
     from lm_eval.tasks import TaskManager
 
-    tm = TaskManager(include_path=include_path) if include_path else TaskManager()
+    return TaskManager(include_path=include_path, include_defaults=include_defaults)
+
+
+def task_manager(tasks: list[str], include_path: str | None = None):
+    """A TaskManager that knows ``tasks``. Indexing the harness's thousands of built-in YAMLs
+    takes about a minute on a small CPU, so local tasks are looked up alone first."""
+    if include_path:
+        local = _manager(str(include_path), False)
+        if all(t in local.all_tasks for t in tasks):
+            return local
+    tm = _manager(str(include_path) if include_path else None, True)
     unknown = [t for t in tasks if t not in tm.all_tasks]
     if unknown:
         raise ConfigError("tasks", f"unknown lm-eval task(s) {unknown}",
-                          "use harness task names (online) or --include-path DIR with local task YAMLs")
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(next(model.parameters()).device))
+                          "use harness task names (e.g. piqa,hellaswag,arc_easy) or --include-path DIR with local YAMLs")
+    return tm
+
+
+def zero_shot(model, tokenizer, tasks: list[str], *, include_path: str | None = None, limit: int | None = None,
+              batch_size: int = 8) -> dict:
+    """``{task: {"acc": .., "acc_norm": ..}}`` from ``lm_eval.simple_evaluate`` on an in-memory model."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    tm = task_manager(list(tasks), include_path)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+              device=str(next(model.parameters()).device))
     res = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=tm, limit=limit, log_samples=False,
                                   verbosity="ERROR")
     out = {}

@@ -226,12 +226,14 @@ def model_card(*, repo_id: str, kind: str, config: dict, run: dict | None, quant
         training_missing="No training record (`run.json`) was found for this model, so its optimizer and "
                          "budget are not stated here.",
         qat=_kv(qat) if qat else None,
-        ptq=_kv({k: v for k, v in (quant or {}).items() if k not in ("quantized_modules",)}) if quant else None,
+        ptq=_kv({k: (Path(str(v)).name if k == "source_model" and v else v)
+                 for k, v in (quant or {}).items() if k != "quantized_modules"}) if quant else None,
         eval_rows=_eval_rows(eval_json),
         eval_missing="This model was published without an `eval.json`; run `hf-optquant eval` on it and "
                      "publish again to add its results.",
         degradation_rows=_degradation_rows(deg),
-        parent=(deg or {}).get("baseline", NOT_RECORDED),
+        # Only the dir name: a local path may name the user's home directory.
+        parent=Path(str((deg or {}).get("baseline"))).name if (deg or {}).get("baseline") else NOT_RECORDED,
         degradation_missing=("This is the full-precision model, so there is no parent to compare with."
                              if kind == "run" and not qat else
                              "No comparison with the full-precision parent was recorded (run `hf-optquant eval "
@@ -269,14 +271,14 @@ def scaling_section(fits: dict[str, dict], plots: dict[str, list[str]] | None = 
         for opt, v in sorted(fit.items()):
             ci = v.get("ci") or {}
             rows.append({"optimizer": opt, "loo_rmse": fmt(v.get("loo_rmse")), "n_points": fmt(v.get("n_points")),
-                         "values": [fmt(v["params"].get(p)) + _interval(ci.get(p)) if p in v["params"] else "–"
+                         "cells": [fmt(v["params"].get(p)) + _interval(ci.get(p)) if p in v["params"] else "–"
                                     for p in names]})
             rho = v["params"].get("rho") or {}
             rho_ci = ci.get("rho") if isinstance(ci.get("rho"), dict) else {}
             if precisions:
                 rho_rows.append({"optimizer": opt, "paper": fmt(PAPER_RHO.get(opt.lower(), None))
                                  if opt.lower() in PAPER_RHO else "not in the paper",
-                                 "values": [fmt(rho.get(p)) + _interval(rho_ci.get(p)) if p in rho else "–"
+                                 "cells": [fmt(rho.get(p)) + _interval(rho_ci.get(p)) if p in rho else "–"
                                             for p in precisions]})
         forms = sorted({str(v.get("form", "unnamed")) for v in fit.values()})
         blocks.append({"file": file, "form": ", ".join(forms), "params": names, "rows": rows,

@@ -1,4 +1,9 @@
-"""Builders: preset + routed parameters -> one combined optimizer. ``OPTIMIZERS`` is the table."""
+"""Builders: preset + routed parameters -> one combined optimizer. ``OPTIMIZERS`` is the table.
+
+Each builder takes the routed groups (``route_parameters``) and a validated preset and returns
+``{sub-optimizer name: library optimizer}``; ``build_optimizer`` wraps them in one
+``CombinedOptimizer``. Every param group carries a ``"name"`` ("hidden", "embed", "gain").
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -13,94 +18,113 @@ from .routing import route_parameters
 
 __all__ = ["OPTIMIZERS", "build_optimizer", "optimizer_hparams"]
 
-
-def _side_adamw(groups, p, *, betas=None, eps=None, embed_lr=None, gain_lr=None) -> dict:
-    """The embedding/head and gain groups under AdamW (no weight decay, as in the paper's code)."""
-    out = {}
-    spec = [("embed", embed_lr if embed_lr is not None else p.embed_lr), ("gain", gain_lr if gain_lr is not None else p.gain_lr)]
-    param_groups = [{"params": groups[k], "lr": lr, "name": k} for k, lr in spec if groups[k]]
-    if param_groups:
-        out["side"] = torch.optim.AdamW(param_groups, lr=p.embed_lr, betas=betas or p.side_betas,
-                                        eps=eps if eps is not None else p.side_eps, weight_decay=0.0)
-    return out
+Groups = dict[str, list[torch.nn.Parameter]]
 
 
-def _hidden(groups, name="hidden", **kw) -> list[dict]:
-    return [{"params": groups["hidden"], "name": name, **kw}]
+def _side_groups(groups: Groups, embed_lr: float, gain_lr: float, keys=("embed", "gain")) -> list[dict]:
+    # Embedding/head and gains never get weight decay (as in the paper's code).
+    lrs = {"embed": embed_lr, "gain": gain_lr}
+    return [{"params": groups[k], "lr": lrs[k], "name": k, "weight_decay": 0.0} for k in keys if groups[k]]
 
 
-def _adamw(groups, p) -> dict:
-    hidden = torch.optim.AdamW(_hidden(groups), lr=p.lr, betas=p.betas, eps=p.eps, weight_decay=p.weight_decay)
-    return {"hidden": hidden, **_side_adamw(groups, p, betas=p.betas, eps=p.side_eps)}
+def _side_adamw(groups: Groups, p, keys=("embed", "gain")) -> dict:
+    """The embedding/head and gain groups under AdamW with the preset's side settings."""
+    pg = _side_groups(groups, p.embed_lr, p.gain_lr, keys)
+    if not pg:
+        return {}
+    return {"side": torch.optim.AdamW(pg, lr=pg[0]["lr"], betas=p.side_betas, eps=p.side_eps, weight_decay=0.0)}
 
 
-def _muon(groups, p) -> dict:
-    matrices = [q for q in groups["hidden"] if q.dim() == 2]
-    others = [q for q in groups["hidden"] if q.dim() != 2]  # e.g. conv kernels: AdamW
-    hidden = torch.optim.Muon([{"params": matrices, "name": "hidden"}], lr=p.lr, weight_decay=p.weight_decay,
-                              momentum=p.momentum, nesterov=p.nesterov, ns_coefficients=tuple(p.ns_coefficients),
-                              ns_steps=p.ns_steps, adjust_lr_fn=p.adjust_lr_fn)
+def _hidden(groups: Groups, p) -> list[dict]:
+    """The hidden group, plus the side groups when the preset asks the optimizer under study to take them."""
+    pg = [{"params": groups["hidden"], "name": "hidden"}]
+    if getattr(p, "side_optimizer", "adamw") == "same":
+        pg += _side_groups(groups, p.embed_lr, p.gain_lr)
+    return pg
+
+
+def _with_side(groups: Groups, p, hidden: torch.optim.Optimizer) -> dict:
     out = {"hidden": hidden}
-    if others:
-        groups = {**groups, "gain": groups["gain"] + others}
-    out.update(_side_adamw(groups, p))
+    if getattr(p, "side_optimizer", "adamw") == "adamw":
+        out.update(_side_adamw(groups, p))
     return out
 
 
-def _psgd(groups, p) -> dict:
+def _adamw(groups: Groups, p) -> dict:
+    pg = [{"params": groups["hidden"], "name": "hidden"}]
+    pg += _side_groups(groups, p.embed_lr or p.lr, p.gain_lr or p.lr)
+    return {"hidden": torch.optim.AdamW(pg, lr=p.lr, betas=p.betas, eps=p.eps, weight_decay=p.weight_decay)}
+
+
+def _muon(groups: Groups, p) -> dict:
+    matrices = [q for q in groups["hidden"] if q.dim() == 2]
+    others = [q for q in groups["hidden"] if q.dim() != 2]  # e.g. conv kernels: Muon takes 2-D only
+    hidden = torch.optim.Muon([{"params": matrices, "name": "hidden"}], lr=p.lr, weight_decay=p.weight_decay,
+                              momentum=p.momentum, nesterov=p.nesterov, ns_coefficients=p.ns_coefficients,
+                              ns_steps=p.ns_steps, adjust_lr_fn=p.adjust_lr_fn)
+    return {"hidden": hidden, **_side_adamw({**groups, "gain": groups["gain"] + others}, p)}
+
+
+def _psgd(groups: Groups, p) -> dict:
     from pytorch_optimizer import Kron
     from pytorch_optimizer.optimizer.psgd import precondition_update_prob_schedule
 
     sched = precondition_update_prob_schedule(max_prob=1.0, min_prob=p.update_prob_min, decay=p.update_prob_decay,
                                               flat_start=p.update_prob_flat_steps)
-    hidden = Kron(_hidden(groups), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay,
+    hidden = Kron(_hidden(groups, p), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay,
                   pre_conditioner_update_probability=sched, max_size_triangular=p.max_size_triangular,
-                  min_ndim_triangular=p.min_ndim_triangular)
-    return {"hidden": hidden, **_side_adamw(groups, p)}
+                  min_ndim_triangular=p.min_ndim_triangular, balance_prob=p.balance_prob)
+    return _with_side(groups, p, hidden)
 
 
-def _scion(groups, p) -> dict:
+def _scion(groups: Groups, p) -> dict:
     from pytorch_optimizer import SCION
     from pytorch_optimizer.optimizer.scion import LMONorm
 
-    pg = _hidden(groups, norm_type=LMONorm.SPECTRAL, scale=p.hidden_scale)
+    # Spectral LMO for hidden matrices, sign LMO for the embedding/head; gains under AdamW.
+    pg = [{"params": groups["hidden"], "name": "hidden", "norm_type": LMONorm.SPECTRAL, "scale": p.hidden_scale}]
     if groups["embed"]:
         pg.append({"params": groups["embed"], "name": "embed", "norm_type": LMONorm.SIGN, "scale": p.embed_scale,
-                   "lr": p.embed_lr})
+                   "lr": p.embed_lr, "weight_decay": 0.0})
     hidden = SCION(pg, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, constraint=False)
+    side = _side_groups(groups, p.embed_lr, p.gain_lr, keys=("gain",))
     out = {"hidden": hidden}
-    out.update(_side_adamw({**groups, "embed": []}, p))
+    if side:
+        out["side"] = torch.optim.AdamW(side, lr=p.gain_lr, betas=p.side_betas, eps=p.side_eps, weight_decay=0.0)
     return out
 
 
-def _shampoo(groups, p) -> dict:
+_GRAFTS = ("rmsprop", "adagrad", "sgd", "sqrtn")
+
+
+def _shampoo(groups: Groups, p) -> dict:
     from pytorch_optimizer import ScalableShampoo
     from pytorch_optimizer.optimizer.utils.graft import LayerWiseGrafting
 
-    graft = {"rmsprop": LayerWiseGrafting.RMSPROP, "adagrad": LayerWiseGrafting.ADAGRAD,
-             "sgd": LayerWiseGrafting.SGD, "sqrtn": LayerWiseGrafting.SQRTN}
-    if p.graft not in graft:
-        raise ConfigError("graft", f"unknown grafting {p.graft!r}", f"use one of {', '.join(graft)}")
+    if p.graft not in _GRAFTS:
+        raise ConfigError("graft", f"unknown grafting {p.graft!r}", f"use one of {', '.join(_GRAFTS)}")
     hidden = ScalableShampoo(
-        _hidden(groups), lr=p.lr, betas=p.betas, weight_decay=p.weight_decay, decoupled_weight_decay=True,
+        _hidden(groups, p), lr=p.lr, betas=p.betas, moving_average_for_momentum=p.moving_average_for_momentum,
+        weight_decay=p.weight_decay, decoupled_weight_decay=True,
         start_preconditioning_step=p.start_preconditioning_step, preconditioning_compute_steps=p.precondition_frequency,
         statistics_compute_steps=1, block_size=p.max_preconditioner_dim,
-        no_preconditioning_for_layers_with_dim_gt=p.max_preconditioner_dim, graft_type=graft[p.graft],
-        nesterov=False, diagonal_eps=p.diagonal_eps, matrix_eps=p.matrix_eps,
+        no_preconditioning_for_layers_with_dim_gt=p.max_preconditioner_dim,
+        graft_type=getattr(LayerWiseGrafting, p.graft.upper()), nesterov=p.nesterov,
+        diagonal_eps=p.diagonal_eps, matrix_eps=p.matrix_eps,
     )
-    return {"hidden": hidden, **_side_adamw(groups, p)}
+    return _with_side(groups, p, hidden)
 
 
-def _soap(groups, p) -> dict:
+def _soap(groups: Groups, p) -> dict:
     from pytorch_optimizer import SOAP
 
-    hidden = SOAP(_hidden(groups), lr=p.lr, betas=p.betas, eps=p.eps, weight_decay=p.weight_decay,
+    hidden = SOAP(_hidden(groups, p), lr=p.lr, betas=p.betas, eps=p.eps, weight_decay=p.weight_decay,
                   precondition_frequency=p.precondition_frequency, max_precondition_dim=p.max_precondition_dim,
                   precondition_1d=p.precondition_1d, correct_bias=p.correct_bias)
-    return {"hidden": hidden, **_side_adamw(groups, p)}
+    return _with_side(groups, p, hidden)
 
 
-OPTIMIZERS: dict[str, Callable] = {
+OPTIMIZERS: dict[str, Callable[[Groups, object], dict[str, torch.optim.Optimizer]]] = {
     "adamw": _adamw,
     "muon": _muon,
     "psgd": _psgd,
@@ -111,14 +135,17 @@ OPTIMIZERS: dict[str, Callable] = {
 
 
 def optimizer_hparams(name: str, *, lr: float | None = None, **overrides) -> dict:
-    """The resolved hyperparameters (JSON-serialisable); validates every override."""
+    """The resolved hyperparameters of optimizer ``name`` (JSON-serialisable); validates every override."""
     p = resolve_preset(name, lr=lr, **overrides)
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(p).items()}
 
 
 def build_optimizer(name: str, model: torch.nn.Module, *, lr: float | None = None,
                     weight_decay: float | None = None, **overrides) -> CombinedOptimizer:
-    """The optimizer ``name`` over ``model``'s trainable parameters with the paper's routing."""
+    """The optimizer ``name`` over ``model``'s trainable parameters with the paper's routing.
+
+    ``lr=None`` uses the preset's lr; ``overrides`` are preset fields (see ``optimizer_hparams``).
+    """
     if name not in OPTIMIZERS:
         raise ConfigError("optimizer", f"unknown optimizer {name!r}", f"use one of {', '.join(OPTIMIZERS)}")
     if weight_decay is not None:

@@ -66,6 +66,12 @@ class CombinedOptimizer(torch.optim.Optimizer):
             o.load_state_dict(sd)
         self._sync_groups()
 
+    def add_param_group(self, param_group: dict) -> None:
+        # torch's version would append to our merged view only, and step() would never see it.
+        if not hasattr(self, "optimizers") or not self.param_groups:
+            return super().add_param_group(param_group)  # torch's __init__
+        raise NotImplementedError("CombinedOptimizer: add the group to one of .optimizers, then rebuild it")
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={type(o).__name__}" for k, o in self.optimizers.items())
         return f"CombinedOptimizer({inner})"

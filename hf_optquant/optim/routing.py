@@ -9,6 +9,15 @@ from ..errors import ConfigError
 __all__ = ["route_parameters"]
 
 
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside DDP / DataParallel wrappers (same parameter objects), which hide
+    ``get_input_embeddings``."""
+    wrappers = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+    while isinstance(model, wrappers):
+        model = model.module
+    return model
+
+
 def route_parameters(model: torch.nn.Module) -> dict[str, list[torch.nn.Parameter]]:
     """``{"hidden": [...], "embed": [...], "gain": [...]}`` of the trainable parameters.
 
@@ -16,6 +25,7 @@ def route_parameters(model: torch.nn.Module) -> dict[str, list[torch.nn.Paramete
     ``get_output_embeddings``; a tied pair counted once) and for peft models, whose frozen
     base weights are skipped and whose LoRA A/B matrices are hidden matrices.
     """
+    model = _unwrap(model)
     special: set[int] = set()
     for getter in ("get_input_embeddings", "get_output_embeddings"):
         fn = getattr(model, getter, None)

@@ -1,19 +1,35 @@
-"""Post-training quantization: RTN and GPTQ to compressed-tensors checkpoints."""
-from .apply import attach_activation_quant, quantize_model, target_linears
+"""Post-training quantization: RTN and GPTQ to compressed-tensors checkpoints.
+
+Math (``gptq.py``) is separate from the calibration loop (``calibrate.py``), the in-process
+quantized model (``apply.py``) and the checkpoint writer (``export.py``).
+"""
+from .actquant import attach_activation_quant
+from .apply import quantize_model, target_linears, untie_lm_head
+from .calibrate import decoder_blocks, sequential_quantize
 from .config import PTQConfig
-from .export import quantization_scheme, save_compressed_checkpoint
-from .gptq import gptq_quantize, hessian_update
+from .export import quantization_scheme, save_compressed_checkpoint, storage_format
+from .gptq import dampen, gptq_quantize, hessian_update, inverse_hessian_cholesky, reconstruction_error
+from .optimum_backend import optimum_available, run_optimum_gptq
 from .run import calibration_ids, load_causal_lm, run_ptq
 
 __all__ = [
     "PTQConfig",
     "quantize_model",
-    "attach_activation_quant",
     "target_linears",
+    "untie_lm_head",
+    "attach_activation_quant",
+    "decoder_blocks",
+    "sequential_quantize",
     "save_compressed_checkpoint",
     "quantization_scheme",
-    "gptq_quantize",
+    "storage_format",
     "hessian_update",
+    "dampen",
+    "inverse_hessian_cholesky",
+    "gptq_quantize",
+    "reconstruction_error",
+    "optimum_available",
+    "run_optimum_gptq",
     "run_ptq",
     "load_causal_lm",
     "calibration_ids",

@@ -1,118 +1,94 @@
 """Quantize a model's linear layers (RTN or GPTQ) and run it quantized in-process.
 
-The calibration loop feeds GPTQ layer by layer: decoder block ``l`` is quantized from
-inputs produced by blocks ``< l`` already quantized, as GPTQ prescribes.
+The returned model computes what the exported checkpoint computes once plain
+``transformers`` loads it: dequantized weights from the same codes and float32 scales,
+and dynamic per-token activation fake-quant on the same grid.
 """
 from __future__ import annotations
 
 import copy
-import logging
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from ..quant import dequantize_rtn, fake_quant_per_token, quantize_rtn
+from ..quant import dequantize_rtn, quantize_rtn
+from .actquant import attach_activation_quant
+from .calibrate import decoder_blocks, sequential_quantize
 from .config import PTQConfig
-from .gptq import gptq_quantize, hessian_update
+from .gptq import gptq_quantize
 
-__all__ = ["target_linears", "quantize_model", "attach_activation_quant"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["target_linears", "quantize_model", "untie_lm_head"]
 
 
-def target_linears(model: torch.nn.Module, *, lm_head: bool = False) -> dict[str, torch.nn.Linear]:
-    """Every ``nn.Linear`` of the model; the output embedding only if ``lm_head``."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    out = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and (lm_head or m is not head)}
+def target_linears(model: torch.nn.Module, *, targets: tuple[str, ...] = (),
+                   lm_head: bool = False) -> dict[str, torch.nn.Linear]:
+    """The linears PTQ quantizes: those in the decoder blocks (optionally filtered by name
+    suffix), plus the output embedding if ``lm_head``."""
+    _, blocks = decoder_blocks(model)
+    in_blocks = {id(m) for b in blocks for m in b.modules()}
+    head = model.get_output_embeddings()
+    out = {}
+    for n, m in model.named_modules():
+        if not isinstance(m, torch.nn.Linear):
+            continue
+        if m is head:
+            if lm_head:
+                out[n] = m
+        elif id(m) in in_blocks and (not targets or n.split(".")[-1] in targets):
+            out[n] = m
     if not out:
-        raise ConfigError("model", "has no linear layers to quantize", "pass a transformer causal LM")
+        raise ConfigError("targets", f"no linear layer of the model matches {list(targets) or 'the decoder blocks'}",
+                          "name suffixes of the model's linears, e.g. q_proj, or leave targets empty")
     return out
 
 
-def attach_activation_quant(model: torch.nn.Module, names, bits: int | None) -> list:
-    """Dynamic per-token fake quantization of each named linear's input (forward pre-hooks)."""
-    if bits is None:
-        return []
-    modules = dict(model.named_modules())
-    return [modules[n].register_forward_pre_hook(lambda m, args: (fake_quant_per_token(args[0], bits), *args[1:]))
-            for n in names]
+def untie_lm_head(model: torch.nn.Module) -> None:
+    """Give the LM head its own weight: a quantized head must not change the embedding table."""
+    if getattr(model.config, "tie_word_embeddings", False):
+        head = model.get_output_embeddings()
+        head.weight = torch.nn.Parameter(head.weight.detach().clone())
+        model.config.tie_word_embeddings = False
 
 
-def _blocks(model) -> list[torch.nn.Module]:
-    for attr in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
-        obj = model
-        try:
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except AttributeError:
-            continue
-        return list(obj)
-    raise ConfigError("model", "cannot find the decoder blocks for GPTQ's layer-by-layer calibration",
-                      "use method rtn, or a Llama/OLMo/Qwen/GPT-2/NeoX-style model")
+def _set_quantized(module: torch.nn.Linear, q: torch.Tensor, s: torch.Tensor, gran) -> tuple[torch.Tensor, torch.Tensor]:
+    # float32 scales and dequantization, exactly as compressed-tensors decompresses the checkpoint.
+    q, s = q.to(torch.int8), s.to(torch.float32)
+    module.weight.data = dequantize_rtn(q.float(), s, gran).to(module.weight.dtype)
+    return q, s
 
 
 @torch.no_grad()
-def _gptq(model, targets: dict, cfg: PTQConfig, calibration: torch.Tensor, batch_size: int) -> dict:
-    qweights = {}
-    modules_by_block = []
-    for block in _blocks(model):
-        ids = {id(m) for m in block.modules()}
-        modules_by_block.append({n: m for n, m in targets.items() if id(m) in ids})
-    rest = {n: m for n, m in targets.items() if not any(n in b for b in modules_by_block)}
-    if rest:
-        modules_by_block.append(rest)
-    for group in tqdm(modules_by_block, desc="GPTQ blocks", leave=False):
-        stats = {n: [None, 0] for n in group}
-
-        def hook(name):
-            def fn(mod, args):
-                stats[name][0], stats[name][1] = hessian_update(stats[name][0], stats[name][1], args[0])
-            return fn
-
-        handles = [m.register_forward_pre_hook(hook(n)) for n, m in group.items()]
-        for i in range(0, calibration.shape[0], batch_size):
-            model(input_ids=calibration[i:i + batch_size])
-        for h in handles:
-            h.remove()
-        for n, m in group.items():
-            q, s = gptq_quantize(m.weight.data, stats[n][0], cfg.w_bits, cfg.gran, block_size=cfg.block_size,
-                                 damp=cfg.damp, act_order=cfg.act_order)
-            # Dequantize in float32 from float32 scales, exactly as the checkpoint loader will.
-            q, s = q.float(), s.to(torch.float32)
-            m.weight.data = dequantize_rtn(q, s, cfg.gran).to(m.weight.dtype)
-            qweights[n] = (q.to(torch.int8), s)
-    return qweights
-
-
 def quantize_model(model: torch.nn.Module, cfg: PTQConfig, *, calibration: torch.Tensor | None = None,
                    batch_size: int = 8, inplace: bool = False):
-    """Returns ``(quantized model, qweights)``.
+    """``(quantized model, qweights)``; ``qweights`` maps each quantized linear's name to
+    ``(int8 codes, float32 scales)`` for :func:`hf_optquant.ptq.save_compressed_checkpoint`.
 
-    The returned model has dequantized weights and per-token activation fake-quant hooks,
-    i.e. it computes what the exported checkpoint computes; ``qweights`` maps each linear's
-    name to ``(integer codes, scales)`` for :func:`hf_optquant.ptq.save_compressed_checkpoint`.
+    GPTQ needs ``calibration`` (token ids, n x seq_len). The input model is left unchanged
+    unless ``inplace``.
     """
     if cfg.method == "gptq" and (calibration is None or calibration.numel() == 0):
         raise ConfigError("calibration", "GPTQ needs calibration data and got none",
                           "pass --calibration ptb (or a text file) with --n-calibration > 0")
     qmodel = model if inplace else copy.deepcopy(model)
     qmodel.eval()
-    if cfg.lm_head and getattr(qmodel.config, "tie_word_embeddings", False):
-        # A quantized head cannot share the full-precision embedding: untie it.
-        head = qmodel.get_output_embeddings()
-        head.weight = torch.nn.Parameter(head.weight.detach().clone())
-        qmodel.config.tie_word_embeddings = False
-    targets = target_linears(qmodel, lm_head=cfg.lm_head)
+    if cfg.lm_head:
+        untie_lm_head(qmodel)
+    targets = target_linears(qmodel, targets=cfg.targets, lm_head=cfg.lm_head)
+    gran = cfg.gran
     for n, m in targets.items():
-        cfg.gran.check_divides(m.in_features, f" of {n}")
+        gran.check_divides(m.in_features, f" of {n}")
+    qweights: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     if cfg.method == "rtn":
-        qweights = {}
         for n, m in targets.items():
-            q, s = quantize_rtn(m.weight.data.float(), cfg.w_bits, cfg.gran)
-            m.weight.data = dequantize_rtn(q, s, cfg.gran).to(m.weight.dtype)
-            qweights[n] = (q.to(torch.int8), s)
+            qweights[n] = _set_quantized(m, *quantize_rtn(m.weight.data.float(), cfg.w_bits, gran), gran)
+        attach_activation_quant(qmodel, list(targets), cfg.a_bits)
     else:
-        qweights = _gptq(qmodel, targets, cfg, calibration, batch_size)
-    attach_activation_quant(qmodel, list(targets), cfg.a_bits)
+        def one_layer(name, module, H):
+            q, s = gptq_quantize(module.weight.data, H, cfg.w_bits, gran, block_size=cfg.block_size,
+                                 damp=cfg.damp, act_order=cfg.act_order)
+            qweights[name] = _set_quantized(module, q, s, gran)
+
+        device = next(qmodel.parameters()).device
+        sequential_quantize(qmodel, targets, calibration.to(device), one_layer, a_bits=cfg.a_bits,
+                            batch_size=batch_size)
     return qmodel, qweights

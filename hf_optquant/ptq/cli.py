@@ -1,38 +1,67 @@
-"""``hf-optquant ptq MODEL --method rtn|gptq --w-bits 4 --a-bits 4 --granularity row --out DIR``."""
+"""``hf-optquant ptq MODEL --method rtn|gptq --w-bits 4 --a-bits 4 --granularity row|group:128 --out DIR``."""
 from __future__ import annotations
 
 import argparse
 
+from ..errors import ConfigError
 from .config import PTQConfig
-from .run import run_ptq
 
 __all__ = ["add_arguments", "run"]
 
 
 def _bits(v: str):
-    return None if v.lower() in ("none", "16", "fp") else int(v)
+    if v.lower() in ("none", "16", "fp", "no"):
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a bit width (4, 8 or none)") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model dir or Hub id")
-    p.add_argument("--method", default="rtn", help="rtn (paper) or gptq")
-    p.add_argument("--w-bits", type=int, default=4)
-    p.add_argument("--a-bits", type=_bits, default=4, help="4, 8 or none")
-    p.add_argument("--granularity", default="row", help="row, group:G or tensor")
-    p.add_argument("--lm-head", action="store_true", help="also quantize the LM head")
-    p.add_argument("--act-order", action="store_true", help="GPTQ act-order")
-    p.add_argument("--damp", type=float, default=0.01)
-    p.add_argument("--calibration", default="ptb", help="ptb or a text file (GPTQ)")
-    p.add_argument("--n-calibration", type=int, default=128)
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--out", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("model", help="model dir or Hub repo id")
+    p.add_argument("--out", required=True, help="output checkpoint dir (compressed-tensors)")
+    p.add_argument("--method", default="rtn", help="rtn (the paper's) or gptq")
+    p.add_argument("--w-bits", type=int, default=4, help="weight bits, 2-8")
+    p.add_argument("--a-bits", type=_bits, default=4, help="activation bits per token: 4, 8 or none")
+    p.add_argument("--granularity", default="row", help="weight scales: row, group:G or tensor")
+    p.add_argument("--targets", default="", help="comma-separated linear name suffixes (default: all in the blocks)")
+    p.add_argument("--lm-head", action="store_true", help="also quantize the LM head (unties it)")
+    p.add_argument("--act-order", action="store_true", help="GPTQ: columns by decreasing Hessian diagonal")
+    p.add_argument("--damp", type=float, default=0.01, help="GPTQ damping (fraction of mean diag H)")
+    p.add_argument("--block-size", type=int, default=128, help="GPTQ error-feedback block size")
+    p.add_argument("--calibration", default="ptb", help="GPTQ calibration text: ptb or a text file")
+    p.add_argument("--n-calibration", type=int, default=128, help="GPTQ calibration sequences")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per calibration sequence")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="hf_optquant", choices=("hf_optquant", "optimum"),
+                   help="hf_optquant (compressed-tensors checkpoint) or optimum (GPTQ format; needs [gptq] extra)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (atomically)")
 
 
 def run(args) -> int:
     cfg = PTQConfig(method=args.method, w_bits=args.w_bits, a_bits=args.a_bits, granularity=args.granularity,
-                    lm_head=args.lm_head, act_order=args.act_order, damp=args.damp)
-    out = run_ptq(args.model, args.out, cfg, calibration=args.calibration, n_calibration=args.n_calibration,
-                  seq_len=args.seq_len, overwrite=args.overwrite)
+                    targets=tuple(t for t in args.targets.split(",") if t), lm_head=args.lm_head,
+                    act_order=args.act_order, damp=args.damp, block_size=args.block_size)
+    if args.backend == "optimum":
+        from .optimum_backend import run_optimum_gptq
+        from .run import load_causal_lm
+
+        if cfg.method != "gptq":
+            raise ConfigError("method", "the optimum backend runs GPTQ only", "pass --method gptq")
+        _, tok = load_causal_lm(args.model)
+        texts = [tok.decode(row) for row in _calibration(tok, args)]
+        out = run_optimum_gptq(args.model, args.out, cfg, calibration_texts=texts, overwrite=args.overwrite)
+    else:
+        from .run import run_ptq
+
+        out = run_ptq(args.model, args.out, cfg, calibration=args.calibration, n_calibration=args.n_calibration,
+                      seq_len=args.seq_len, overwrite=args.overwrite, seed=args.seed)
     print(f"quantized checkpoint: {out}")
     return 0
+
+
+def _calibration(tok, args):
+    from .run import calibration_ids
+
+    return calibration_ids(tok, args.calibration, args.n_calibration, args.seq_len, args.seed)

@@ -1,10 +1,19 @@
 """Write quantized weights as a compressed-tensors checkpoint that plain
-``AutoModelForCausalLM.from_pretrained`` loads (and vLLM serves).
+``AutoModelForCausalLM.from_pretrained`` loads (and vLLM serves, for the schemes it has kernels for).
 
-compressed-tensors' own ``apply_quantization_config`` and ``ModelCompressor`` do the
-format; this module only hands them our integer codes' scales, so the stored weights are
-exactly the ones hf_optquant quantized, and the dynamic per-token activation quantization
-that compressed-tensors applies at load time uses the same grid (hf_optquant.quant.rtn).
+compressed-tensors' own ``apply_quantization_config`` and ``ModelCompressor`` write the
+format; this module hands them our integer codes and scales, so the stored weights are
+exactly the ones hf_optquant quantized. Activations are not stored: the config declares
+``input_activations: {type: int, symmetric: true, strategy: token, dynamic: true}`` and
+compressed-tensors quantizes them at inference, on the same grid as hf_optquant.quant.rtn.
+
+Storage formats: ``int-quantized`` (int8 codes) for W8A8, which vLLM runs with its int8
+kernels; ``pack-quantized`` (codes packed into int32) otherwise, which is vLLM's W4A16/W8A16
+format and keeps W4A4 checkpoints at 4 bits per weight on disk.
+
+Tied embeddings: when the LM head is quantized the saved config sets
+``tie_word_embeddings: false``; the input embedding stays in full precision and the head is
+stored quantized (loading a tied config would overwrite one of them with the other).
 """
 from __future__ import annotations
 
@@ -17,14 +26,19 @@ import torch
 
 from ..errors import ConfigError
 from ..io import atomic_dir, atomic_write_json
-from ..quant import Granularity, dequantize_rtn, parse_granularity
+from ..quant import Granularity, dequantize_rtn, parse_granularity, validate_bits
 
-__all__ = ["save_compressed_checkpoint", "quantization_scheme"]
+__all__ = ["save_compressed_checkpoint", "quantization_scheme", "storage_format"]
 
 logger = logging.getLogger(__name__)
 
 
+def storage_format(w_bits: int, a_bits: int | None) -> str:
+    return "int-quantized" if (w_bits == 8 and a_bits == 8) else "pack-quantized"
+
+
 def quantization_scheme(w_bits: int, a_bits: int | None, gran: Granularity, targets: list[str]):
+    """The compressed-tensors scheme for our RTN grid: symmetric int, zero-point 0."""
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 
     strategy = {"row": "channel", "group": "group", "tensor": "tensor"}[gran.kind]
@@ -33,49 +47,77 @@ def quantization_scheme(w_bits: int, a_bits: int | None, gran: Granularity, targ
     acts = None
     if a_bits is not None:
         acts = QuantizationArgs(num_bits=a_bits, type="int", symmetric=True, strategy="token", dynamic=True)
-    return QuantizationScheme(targets=targets, weights=weights, input_activations=acts)
+    return QuantizationScheme(targets=targets, weights=weights, input_activations=acts,
+                              format=storage_format(w_bits, a_bits))
 
 
-def save_compressed_checkpoint(model, out_dir, *, qweights: dict, w_bits: int, a_bits: int | None,
-                               granularity, tokenizer=None, record: dict, overwrite: bool = False) -> Path:
+def _check_qweights(modules: dict, qweights: dict, w_bits: int, gran: Granularity) -> None:
+    lo, hi = -(2 ** (w_bits - 1)), 2 ** (w_bits - 1) - 1
+    for name, (q, s) in qweights.items():
+        mod = modules.get(name)
+        if not isinstance(mod, torch.nn.Linear):
+            raise ConfigError("qweights", f"{name!r} is not a Linear module of the model",
+                              "use names from model.named_modules()")
+        if tuple(q.shape) != tuple(mod.weight.shape):
+            raise ConfigError("qweights", f"codes for {name} have shape {tuple(q.shape)}, the weight "
+                              f"{tuple(mod.weight.shape)}", "pass codes shaped like the weight")
+        n_groups = {"row": 1, "tensor": 1}.get(gran.kind) or mod.in_features // gran.group_size
+        rows = 1 if gran.kind == "tensor" else mod.out_features
+        if s.numel() != rows * n_groups:
+            raise ConfigError("qweights", f"scales for {name} have {s.numel()} entries, {gran} needs {rows * n_groups}",
+                              "pass the scales quantize_rtn returns for that granularity")
+        if q.numel() and (q.min() < lo or q.max() > hi):
+            raise ConfigError("qweights", f"codes for {name} leave the {w_bits}-bit range [{lo}, {hi}]",
+                              "pass codes from quantize_rtn/gptq_quantize with the same w_bits")
+
+
+def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                               w_bits: int, a_bits: int | None, granularity: "Granularity | str",
+                               tokenizer=None, record: dict, overwrite: bool = False) -> Path:
     """Save ``model`` with the linears in ``qweights`` (name -> (codes, scales)) quantized.
 
-    ``model`` is not modified. ``record`` goes to ``quantization_record.json`` (never put
-    calibration text in it).
+    ``model`` is not modified (its other weights are saved as they are). ``record`` is written
+    to ``quantization_record.json`` with the scheme added; never put calibration text in it.
+    The directory appears whole or not at all (an existing ``out_dir`` needs ``overwrite``).
     """
     from compressed_tensors.compressors import ModelCompressor
     from compressed_tensors.quantization import QuantizationConfig, apply_quantization_config
 
     gran = parse_granularity(granularity)
+    validate_bits(w_bits, "w_bits")
+    validate_bits(a_bits, "a_bits", allowed=(4, 8))
     if not qweights:
         raise ConfigError("qweights", "nothing to save", "quantize at least one linear layer")
+    if Path(out_dir).exists() and not overwrite:
+        raise ConfigError("out", f"{out_dir} already exists", "choose a new output directory or pass --overwrite")
     m = copy.deepcopy(model).cpu()
-    for mod in m.modules():  # fake-quant hooks are ours, not the checkpoint's
+    for mod in m.modules():  # activation fake-quant hooks are hf_optquant's, not the checkpoint's
         mod._forward_pre_hooks.clear()
     modules = dict(m.named_modules())
-    head = m.get_output_embeddings() if hasattr(m, "get_output_embeddings") else None
-    head_name = next((n for n, mod in modules.items() if mod is head), None)
-    if head_name in qweights and getattr(m.config, "tie_word_embeddings", False):
+    _check_qweights(modules, qweights, w_bits, gran)
+    head = m.get_output_embeddings()
+    if any(modules[n] is head for n in qweights) and getattr(m.config, "tie_word_embeddings", False):
         head.weight = torch.nn.Parameter(head.weight.detach().clone())
         m.config.tie_word_embeddings = False
     for name, (q, s) in qweights.items():
-        if name not in modules:
-            raise ConfigError("qweights", f"{name!r} is not a module of the model", "use names from named_modules()")
-        modules[name].weight.data = dequantize_rtn(q.float(), s.float(), gran).to(modules[name].weight.dtype)
+        w = modules[name].weight
+        w.data = dequantize_rtn(q.float(), s.float().reshape(-1, s.shape[-1]), gran).to(w.dtype)
     scheme = quantization_scheme(w_bits, a_bits, gran, targets=sorted(qweights))
     ignore = [n for n, mod in modules.items() if isinstance(mod, torch.nn.Linear) and n not in qweights]
     qcfg = QuantizationConfig(config_groups={"group_0": scheme}, ignore=ignore, quantization_status="frozen")
     apply_quantization_config(m, qcfg)
-    for name, (q, s) in qweights.items():
+    for name, (_, s) in qweights.items():
         mod = modules[name]
+        # Our scales, not an observer's: the stored codes are then exactly ours.
         mod.weight_scale.data = s.reshape(mod.weight_scale.shape).to(mod.weight_scale.dtype)
         mod.weight_zero_point.data.zero_()
     compressor = ModelCompressor.from_pretrained_model(m)
     compressor.compress_model(m)
     rec = dict(record)
     rec.update({"w_bits": w_bits, "a_bits": a_bits, "granularity": str(gran), "format": "compressed-tensors",
+                "storage_format": storage_format(w_bits, a_bits),
                 "compressed_tensors_version": metadata.version("compressed-tensors"),
-                "quantized_modules": sorted(qweights)})
+                "quantized_modules": sorted(qweights), "lm_head_quantized": any(modules[n] is head for n in qweights)})
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         m.save_pretrained(tmp)
         compressor.update_config(str(tmp))

@@ -1,6 +1,6 @@
 """Quantization-aware training: QuEST (the paper's) and RTN fake quantization for any HF causal LM."""
 from .config import DEFAULT_TARGETS, QUANTIZERS, QATConfig, pattern_matches
-from .convert import convert_qat, deployed_qweights, quest_deployed_weight
+from .convert import convert_qat, deployed_qweights, load_qat_run, quest_deployed_weight
 from .hadamard import block_hadamard, hadamard_matrix
 from .layer import QATLinear
 from .numerics import gaussian_grid_mse, gaussian_optimal_clip, quest_fake_quant, quest_ste, rtn_ste, rtn_ste_per_token
@@ -13,6 +13,7 @@ __all__ = [
     "pattern_matches",
     "prepare_qat",
     "convert_qat",
+    "load_qat_run",
     "QATLinear",
     "find_targets",
     "qat_modules",

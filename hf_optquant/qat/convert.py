@@ -26,11 +26,10 @@ from ..errors import ConfigError
 from ..quant import quantize_rtn
 from .config import QATConfig
 from .hadamard import block_hadamard
-from .layer import QATLinear
 from .numerics import quest_fake_quant
 from .prepare import qat_modules, strip_qat
 
-__all__ = ["convert_qat", "deployed_qweights", "quest_deployed_weight"]
+__all__ = ["convert_qat", "deployed_qweights", "quest_deployed_weight", "load_qat_run"]
 
 
 def quest_deployed_weight(weight: torch.Tensor, bits: int, gran, block: int) -> torch.Tensor:
@@ -52,7 +51,7 @@ def deployed_qweights(model: nn.Module) -> tuple[dict[str, tuple[torch.Tensor, t
             q, s = quantize_rtn(eff, m.w_bits, m.gran)
             deployed = (q.reshape(q.shape[0], s.shape[1], -1) * s.unsqueeze(-1)).reshape(q.shape)
             drift[name] = float((deployed - eff).norm() / eff.norm().clamp_min(1e-30))
-            out[name] = (q.to(torch.int8) if m.w_bits <= 8 else q, s.to(m.weight.dtype))
+            out[name] = (q.to(torch.int8), s.to(m.weight.dtype))
         else:
             q, s = quantize_rtn(m.weight.detach().float(), m.w_bits, m.gran)
             out[name] = (q.to(torch.int8), s.to(m.weight.dtype))
@@ -104,3 +103,23 @@ def convert_qat(model: nn.Module, out_dir, *, tokenizer=None, record: dict | Non
     rec.update(record or {})
     return save_compressed_checkpoint(m, out_dir, qweights=qweights, w_bits=cfg.w_bits, a_bits=cfg.a_bits,
                                       granularity=cfg.granularity, tokenizer=tokenizer, record=rec, overwrite=overwrite)
+
+
+def load_qat_run(run_dir, **from_pretrained_kwargs) -> nn.Module:
+    """A trained run dir (``hf-optquant train`` with a ``qat`` block) loaded and prepared as it was
+    trained, ready for :func:`convert_qat` (its ``run.json`` holds the QAT config)."""
+    from transformers import AutoModelForCausalLM
+
+    from ..io import read_json
+    from .prepare import prepare_qat
+
+    run_dir = Path(run_dir)
+    rec_path = run_dir / "run.json"
+    if not rec_path.exists():
+        raise ConfigError("run", f"{run_dir} has no run.json", "give a finished training run dir")
+    qat = read_json(rec_path).get("qat")
+    if not qat:
+        raise ConfigError("run", f"{run_dir} was not trained with QAT (run.json: qat is null)",
+                          "use hf-optquant ptq for a full-precision run")
+    model = AutoModelForCausalLM.from_pretrained(run_dir, **from_pretrained_kwargs)
+    return prepare_qat(model, QATConfig.from_dict(qat))

@@ -83,15 +83,32 @@ def quest_fake_quant(x: torch.Tensor, bits: int, gran: "Granularity | str" = "ro
     gran = parse_granularity(gran)
     c = gaussian_optimal_clip(bits) if clip is None else clip
     g = _grouped(x, gran)
-    rms = g.pow(2).mean(dim=-1, keepdim=True).sqrt()
-    scale = (c * rms).clamp_min(_EPS)
+    rms = g.square().mean(dim=-1, keepdim=True).sqrt_()
+    scale = (c * rms).clamp_min_(_EPS)
     n = 2**bits
-    step = 2.0 * scale / (n - 1)
+    step = scale * (2.0 / (n - 1))
     # Midrise: level k + 1/2 (k in [-n/2, n/2 - 1]) times step; floor = nearest level.
-    k = torch.clamp(torch.floor(g / step), -(n // 2), n // 2 - 1)
-    q = (k + 0.5) * step
-    mask = (q - g).abs() <= scale / (n - 1)
+    q = torch.floor(g / step).clamp_(-(n // 2), n // 2 - 1).add_(0.5).mul_(step)
+    mask = (q - g).abs_() <= step * 0.5  # |x_q - x| <= scale / (2^b - 1)
     return q.reshape(x.shape), mask.reshape(x.shape), scale.squeeze(-1)
+
+
+class _MaskedSTE(torch.autograd.Function):
+    """Value ``q``; gradient ``grad * mask`` (``mask=None``: identity). One saved bool tensor, no
+    extra forward arithmetic (cheaper than the ``q + (x - x.detach()) * mask`` idiom)."""
+
+    @staticmethod
+    def forward(ctx, x, q, mask):
+        ctx.save_for_backward(mask) if mask is not None else ctx.save_for_backward()
+        ctx.has_mask = mask is not None
+        return q
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.has_mask:
+            (mask,) = ctx.saved_tensors
+            return grad * mask, None, None
+        return grad, None, None
 
 
 def quest_ste(x: torch.Tensor, bits: int | None, gran: "Granularity | str" = "row") -> torch.Tensor:
@@ -99,9 +116,9 @@ def quest_ste(x: torch.Tensor, bits: int | None, gran: "Granularity | str" = "ro
     if bits is None:
         return x
     with torch.no_grad():
-        q, mask, _ = quest_fake_quant(x, bits, gran)
+        q, mask, _ = quest_fake_quant(x.detach(), bits, gran)
     # value q; d out / d x = mask (0 where the value was clipped far outside the grid)
-    return q + (x - x.detach()) * mask
+    return _MaskedSTE.apply(x, q.to(x.dtype), mask)
 
 
 def rtn_ste(x: torch.Tensor, bits: int | None, gran: "Granularity | str" = "row") -> torch.Tensor:
@@ -110,7 +127,7 @@ def rtn_ste(x: torch.Tensor, bits: int | None, gran: "Granularity | str" = "row"
         return x
     with torch.no_grad():
         q = fake_quant_rtn(x.detach(), bits, gran)
-    return q + (x - x.detach())
+    return _MaskedSTE.apply(x, q, None)
 
 
 def rtn_ste_per_token(x: torch.Tensor, bits: int | None) -> torch.Tensor:
@@ -119,4 +136,4 @@ def rtn_ste_per_token(x: torch.Tensor, bits: int | None) -> torch.Tensor:
         return x
     with torch.no_grad():
         q = fake_quant_per_token(x.detach(), bits)
-    return q + (x - x.detach())
+    return _MaskedSTE.apply(x, q, None)

@@ -39,6 +39,10 @@ def run(args) -> int:
     cfg_path = args.config or str(default_config_path())
     over = parse_overrides(["--" + s.lstrip("-") for s in args.set])
     cfg = load_study_config(cfg_path, over)
+    if args.publish:  # checked before hours of training, not after
+        from ..hub import validate_repo_id
+
+        validate_repo_id(args.publish)
     if args.print_commands:
         from .runs import fp_runs, qat_runs, run_command
 
@@ -58,7 +62,8 @@ def run(args) -> int:
     report = collect(cfg) if args.collect else run_study(cfg)
     print(f"report: {report}")
     if args.publish:
-        from ..hub import publish_path
+        from ..hub import PublishConfig, publish
 
-        publish_path(Path(cfg.output_dir), repo_id=args.publish)
+        res = publish(PublishConfig(path=str(cfg.output_dir), repo_id=args.publish))
+        print(f"published: {res.url or res.repo_id}")
     return 0

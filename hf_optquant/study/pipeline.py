@@ -25,9 +25,28 @@ def _tokenizer_dir(cfg: StudyConfig) -> str:
     return cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
 
 
+def _check_tasks(cfg: StudyConfig) -> None:
+    """Unknown evaluation tasks fail before any training starts."""
+    if not cfg.tasks:
+        return
+    from ..errors import ConfigError
+
+    if cfg.task_include_path and not Path(cfg.task_include_path).is_dir():
+        raise ConfigError("task_include_path", f"{cfg.task_include_path} is not a directory",
+                          "point it at a directory of lm-eval task YAMLs, or remove it")
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager(include_path=cfg.task_include_path) if cfg.task_include_path else TaskManager()
+    unknown = [t for t in cfg.tasks if t not in tm.all_tasks]
+    if unknown:
+        raise ConfigError("tasks", f"unknown lm-eval task(s) {unknown}",
+                          "use harness task names (online) or local tasks with task_include_path")
+
+
 def _save_config(cfg: StudyConfig) -> None:
     import dataclasses
 
+    _check_tasks(cfg)
     atomic_write_json(Path(cfg.output_dir) / "study_config.json", dataclasses.asdict(cfg))
 
 

@@ -1,0 +1,99 @@
+"""Study-level fits and correlations: scaling laws per optimizer (rho for QAT) and which
+metric tracks PTQ degradation across optimizers."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..io import atomic_write_json, atomic_write_text, read_json
+from ..scaling import FitSettings, fit_results_table
+from .common_loss import selected_fp_run
+from .config import RunSpec, StudyConfig
+from .runs import run_dir
+
+__all__ = ["scaling_table", "fit_step", "correlate_step", "PAPER_RHO", "PAPER_CORRELATIONS"]
+
+logger = logging.getLogger(__name__)
+
+PAPER_RHO = {"adamw": 0.863, "muon": 0.852, "psgd": 0.739, "scion": 0.856, "shampoo": 0.879, "soap": 0.822}
+PAPER_CORRELATIONS = {"mmr": 0.62, "kurtosis": 0.70, "r_l": -0.89}  # vs post-PTQ accuracy, 760M
+
+
+def scaling_table(cfg: StudyConfig):
+    """One row per (optimizer, size, precision): N, D, final eval loss."""
+    import pandas as pd
+
+    rows = []
+    for size in cfg.sizes:
+        for opt in cfg.optimizers:
+            specs = [selected_fp_run(cfg, opt, size)]
+            if "qat" in cfg.precisions:
+                specs.append(RunSpec(optimizer=opt, size=size, precision="qat", lr=None))
+            for spec in specs:
+                rec = read_json(run_dir(cfg, spec) / "run.json")
+                rows.append({"optimizer": opt, "size": size, "precision": "4bit" if spec.precision == "qat" else "full",
+                             "N": rec["n_params"], "D": rec["tokens_seen"], "loss": rec["final_eval_loss"]})
+    return pd.DataFrame(rows)
+
+
+def fit_step(cfg: StudyConfig) -> None:
+    out = Path(cfg.output_dir) / "analysis" / "fit.json"
+    if out.exists():
+        return
+    table = scaling_table(cfg)
+    fits_dir = Path(cfg.output_dir) / "fits"
+    fits_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(fits_dir / "scaling_points.csv", table.to_csv(index=False))
+    form = cfg.fit_form
+    try:
+        res = fit_results_table(table, form=form, out_json=fits_dir / "fit.json", out_png=fits_dir / "fit.png",
+                                settings=FitSettings(progress=False))
+    except ConfigError as exc:  # e.g. too few sizes for the form: the report says why, the study goes on
+        atomic_write_json(out, {"available": False, "reason": f"{form} fit not possible: {exc}"})
+        return
+    atomic_write_json(out, {"available": True, "form": form, "fits": res})
+
+
+def _corr(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
+    from scipy import stats
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return {"n": int(len(x)), "pearson": None, "spearman": None}
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(x), len(x))
+        if np.std(x[i]) > 0 and np.std(y[i]) > 0:
+            boots.append(stats.pearsonr(x[i], y[i])[0])
+    lo, hi = (np.percentile(boots, [2.5, 97.5]).tolist() if boots else [None, None])
+    return {"n": int(len(x)), "pearson": float(stats.pearsonr(x, y)[0]),
+            "spearman": float(stats.spearmanr(x, y)[0]), "pearson_ci95": [lo, hi]}
+
+
+def correlate_step(cfg: StudyConfig) -> None:
+    """Across all (optimizer, size) runs: each metric against the post-PTQ loss increase."""
+    a = Path(cfg.output_dir) / "analysis"
+    out = a / "correlations.json"
+    if out.exists():
+        return
+    tag = cfg.ptq[0].tag
+    rows = []
+    for size in cfg.sizes:
+        for opt in cfg.optimizers:
+            spec = selected_fp_run(cfg, opt, size)
+            ptq = read_json(a / spec.run_id / "ptq.json")
+            diag = read_json(a / spec.run_id / "diagnose.json")
+            if not diag.get("available"):
+                continue
+            rows.append({"optimizer": opt, "size": size, "degradation": ptq["ptq"][tag]["delta_val_loss"],
+                         **{k: diag.get(k) for k in ("mmr", "kurtosis", "r_l")}})
+    res = {"ptq": tag, "target": "post-PTQ val-loss increase (higher = worse)", "rows": rows, "metrics": {}}
+    for key in ("mmr", "kurtosis", "r_l"):
+        res["metrics"][key] = _corr([r[key] for r in rows], [r["degradation"] for r in rows]) if rows else {}
+    atomic_write_json(out, res)
