@@ -108,6 +108,7 @@ def test_print_commands_then_collect_equals_one_shot(one_shot, tmp_path, capsys)
     ({"optimizers": ["adamw", "lamb"]}, "optimizers"),
     ({"sizes": ["tiny-9"]}, "sizes"),
     ({"tokens_per_param": 0}, "tokens_per_param"),
+    ({"tokens_per_param": 0.001}, "tokens_per_param"),  # ends before the first evaluation
     ({"tasks": ["no_such_task"], "task_include_path": "/nonexistent"}, "task"),
     ({"colour": 1}, "colour"),
 ])

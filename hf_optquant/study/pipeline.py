@@ -43,9 +43,31 @@ def _check_tasks(cfg: StudyConfig) -> None:
                           "use harness task names (online) or local tasks with task_include_path")
 
 
+def _check_budget(cfg: StudyConfig) -> None:
+    """A budget that ends before the first evaluation leaves no Common-Loss snapshot: refuse it up front."""
+    import math
+
+    import torch
+
+    from ..errors import ConfigError
+    from ..models import build_model, count_parameters
+
+    for size in cfg.sizes:
+        with torch.device("meta"):  # shapes only: no memory, no init
+            n = count_parameters(build_model(size, vocab_size=cfg.vocab_size))
+        steps = max(1, math.ceil(cfg.tokens_per_param * n / (cfg.batch_size * cfg.block_size)))
+        if steps < cfg.eval_every:
+            raise ConfigError("tokens_per_param", f"{size} ({n:,} parameters) gets {steps} steps at "
+                              f"{cfg.tokens_per_param} tokens/parameter, fewer than eval_every={cfg.eval_every}, "
+                              "so it is never evaluated and has no Common-Loss checkpoint",
+                              f"raise tokens_per_param to at least "
+                              f"{cfg.eval_every * cfg.batch_size * cfg.block_size / n:.3g} or lower eval_every")
+
+
 def _save_config(cfg: StudyConfig) -> None:
     import dataclasses
 
+    _check_budget(cfg)
     _check_tasks(cfg)
     atomic_write_json(Path(cfg.output_dir) / "study_config.json", dataclasses.asdict(cfg))
 

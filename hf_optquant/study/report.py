@@ -142,7 +142,7 @@ def _plots(cfg: StudyConfig, rec: dict, out: Path) -> list[str]:
     for opt in cfg.optimizers:
         d = rec["diag"][(opt, size)]
         if d.get("r_per_layer"):
-            ax.plot(d["r_per_layer"], marker=".", label=opt)
+            ax.plot([r["R"] if isinstance(r, dict) else r for r in d["r_per_layer"]], marker=".", label=opt)
             drew = True
     if drew:
         ax.set(xlabel="module (depth order)", ylabel="R_l", yscale="log", title=f"Error propagation, {size}")
@@ -151,6 +151,8 @@ def _plots(cfg: StudyConfig, rec: dict, out: Path) -> list[str]:
         fig.savefig(out / "r_per_layer.png", dpi=110)
         made.append("r_per_layer.png")
     plt.close(fig)
+    if (out / "fits" / "fit.png").exists():
+        made.append("fits/fit.png")
     return made
 
 
@@ -215,11 +217,15 @@ def write_report(cfg: StudyConfig) -> Path:
             f = fit["fits"].get(o, {})
             params = f.get("params", {})
             rho = (params.get("rho") or {}).get("4bit")
-            ci = (f.get("ci") or {}).get("rho_4bit") or (f.get("ci") or {}).get("rho")
+            ci = (((f.get("ci") or {}).get("rho")) or {}).get("4bit")
             rows.append([o, params.get("E"), params.get("alpha"), rho,
-                         f"[{_f(ci[0], 3)}, {_f(ci[1], 3)}]" if ci else "n/a", PAPER_RHO.get(o)])
-        s.append(_table(["optimizer", "E", "alpha", "rho (ours)", "rho LOO interval", "rho (paper)"], rows))
-        s += ["", "Paper: Shampoo has the highest rho.", ""]
+                         f"[{_f(ci[0], 3)}, {_f(ci[1], 3)}]" if ci else "n/a", f.get("loo_rmse"),
+                         PAPER_RHO.get(o)])
+        s.append(_table(["optimizer", "E", "alpha", "rho (ours)", "rho LOO interval", "LOO RMSE", "rho (paper)"],
+                        rows))
+        form = fit.get("form")
+        s += ["", f"Form: {form} (`fits/fit.json`, plot `fits/fit.png`). Paper: Shampoo has the highest rho "
+              "(0.879), PSGD the lowest (0.739).", ""]
     else:
         s += [f"Not fitted: {(fit or {}).get('reason', 'no fit record')}.", ""]
     # 5. Correlations.
