@@ -1,7 +1,7 @@
 """Optimizer cost: training-step time relative to AdamW, optimizer-state memory per parameter,
 and the overhead of hf_optquant's combined wiring against calling the library optimizers directly.
 
-    python benchmarks/optimizers.py [--size tiny-5] [--hidden 256] [--layers 6] [--vocab 4096]
+    python benchmarks/optimizers.py [--size tiny-7] [--hidden 256] [--layers 6] [--vocab 4096]
                                     [--batch 8] [--seq 128] [--warmup 25] [--steps 40] [--device cpu]
 
 Every figure is measured side by side in this one run: the six optimizers (each on its own copy of
@@ -134,7 +134,7 @@ def wiring_overhead(args, name: str, reps: int) -> tuple[float, float]:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", default="tiny-5", help="model preset (the base of --hidden/--layers)")
+    p.add_argument("--size", default="tiny-7", help="model preset (the base of --hidden/--layers)")
     p.add_argument("--hidden", type=int, default=256, help="override the preset's hidden size (0: keep)")
     p.add_argument("--layers", type=int, default=6, help="override the preset's layer count (0: keep)")
     p.add_argument("--vocab", type=int, default=4096)

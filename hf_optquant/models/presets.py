@@ -49,12 +49,15 @@ SIZE_PRESETS: dict[str, ModelPreset] = {
     "500M": ModelPreset(hidden_size=1280, num_layers=24),
     "760M": ModelPreset(hidden_size=1536, num_layers=24),
     "1.5B": ModelPreset(hidden_size=1600, num_layers=48, head_dim=64),
-    # Tiny CPU sizes (~0.1M-2M parameters with a 2k-token vocabulary).
+    # Tiny CPU sizes (~0.1M-2M parameters with a 2k-token vocabulary). tiny-1..4 differ only in depth so
+    # that the embedded study's four sizes train in minutes on 2 CPU cores.
     "tiny-1": ModelPreset(hidden_size=64, num_layers=1, head_dim=32, vocab_size=2048, max_position_embeddings=256),
     "tiny-2": ModelPreset(hidden_size=64, num_layers=2, head_dim=32, vocab_size=2048, max_position_embeddings=256),
-    "tiny-3": ModelPreset(hidden_size=128, num_layers=2, head_dim=32, vocab_size=2048, max_position_embeddings=256),
-    "tiny-4": ModelPreset(hidden_size=128, num_layers=4, head_dim=32, vocab_size=2048, max_position_embeddings=256),
-    "tiny-5": ModelPreset(hidden_size=192, num_layers=4, head_dim=32, vocab_size=2048, max_position_embeddings=256),
+    "tiny-3": ModelPreset(hidden_size=64, num_layers=3, head_dim=32, vocab_size=2048, max_position_embeddings=256),
+    "tiny-4": ModelPreset(hidden_size=64, num_layers=4, head_dim=32, vocab_size=2048, max_position_embeddings=256),
+    "tiny-5": ModelPreset(hidden_size=128, num_layers=2, head_dim=32, vocab_size=2048, max_position_embeddings=256),
+    "tiny-6": ModelPreset(hidden_size=128, num_layers=4, head_dim=32, vocab_size=2048, max_position_embeddings=256),
+    "tiny-7": ModelPreset(hidden_size=192, num_layers=4, head_dim=32, vocab_size=2048, max_position_embeddings=256),
 }
 
 

@@ -89,11 +89,31 @@ def start_grid(form: str, n_rho: int) -> np.ndarray:
     return np.array(list(itertools.product(*axes)))
 
 
-def _minimize(form: str, theta0: np.ndarray, pts: Points, delta: float) -> tuple[float, np.ndarray]:
-    # The objective is tiny (~1e-5) so scipy's default tolerances, relative to max(|f|, 1), stop far too early.
-    res = minimize(lambda th: tuple(x[0] for x in objective(form, th[None], pts, delta, grad=True)), theta0,
-                   jac=True, method="L-BFGS-B", options={"maxiter": 5000, "ftol": 1e-16, "gtol": 1e-13})
-    return float(res.fun), res.x
+# Box bounds (in the fitting space, unchanged by centring): E in [1e-3, 1e3], exponents in [0, 4], rho in
+# [e^-5, e^5]; a and b are free. Points that no sensible law fits (a loss that rises with N, say) would
+# otherwise send log E or an exponent off to infinity and L-BFGS would crawl after them for thousands of steps.
+_BOUNDS = {"e": (np.log(1e-3), np.log(1e3)), "alpha": (0.0, 4.0), "beta": (0.0, 4.0)}
+
+
+def _bounds(names: list[str]) -> list[tuple]:
+    return [_BOUNDS.get(n, (-5.0, 5.0) if n.startswith("log_rho_") else (None, None)) for n in names]
+
+
+def _minimize(form: str, theta0: np.ndarray, pts: Points, delta: float, bounds,
+              maxiter: int = 3000) -> tuple[float, np.ndarray]:
+    # scipy's stopping rule is relative to max(|f|, 1); the raw objective is ~n delta^2 / 2 (1e-5 here), so it
+    # is minimised scaled to O(1), which makes ftol a true relative tolerance.
+    scale = 1.0 / (len(pts) * delta * delta)
+    lo = np.array([b[0] if b[0] is not None else -np.inf for b in bounds])
+    hi = np.array([b[1] if b[1] is not None else np.inf for b in bounds])
+
+    def fun(th):
+        f, g = objective(form, th[None], pts, delta, grad=True)
+        return f[0] * scale, g[0] * scale
+
+    res = minimize(fun, np.clip(theta0, lo, hi), jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": maxiter, "ftol": 1e-13, "gtol": 1e-9})
+    return float(res.fun) / scale, res.x
 
 
 def _centering(form: str, n_theta: int, pts: Points) -> tuple[Points, np.ndarray]:
@@ -110,11 +130,25 @@ def _centering(form: str, n_theta: int, pts: Points) -> tuple[Points, np.ndarray
     return Points(pts.log_n - mu_n, pts.log_d - mu_d, pts.log_loss, pts.rho_index), T
 
 
-def _best_fit(form: str, pts: Points, delta: float, starts: np.ndarray) -> tuple[float, np.ndarray]:
+_COARSE_ITERS, _POLISHED = 150, 4
+
+
+def _best_fit(form: str, pts: Points, delta: float, starts: np.ndarray,
+              names: list[str]) -> tuple[float, np.ndarray]:
+    """Best local optimum from ``starts``: a short L-BFGS run from each, then the ``_POLISHED`` best run to
+    convergence. With the Huber loss mostly in its linear part the objective is nearly piecewise linear and
+    L-BFGS needs ~10^3 iterations to converge; spending them only on the promising starts is ~7x cheaper and
+    finds the same optimum (benchmarks/scaling.py checks it against the exhaustive search)."""
     centred, T = _centering(form, starts.shape[1], pts)
+    bounds = _bounds(names)
+    cands = [T @ th0 for th0 in starts]
+    if len(cands) > _POLISHED:
+        coarse = [_minimize(form, th, centred, delta, bounds, maxiter=_COARSE_ITERS) for th in cands]
+        order = np.argsort([f if np.isfinite(f) else np.inf for f, _ in coarse], kind="stable")
+        cands = [coarse[i][1] for i in order[:_POLISHED]]
     best = (np.inf, starts[0])
-    for th0 in starts:
-        f, th = _minimize(form, T @ th0, centred, delta)
+    for th0 in cands:
+        f, th = _minimize(form, th0, centred, delta, bounds)
         if np.isfinite(f) and f < best[0]:
             best = (f, np.linalg.solve(T, th))
     return best
@@ -164,7 +198,7 @@ def fit_points(form: str, pts: Points, precisions: list[str], settings: FitSetti
     # Scored once per point: a leave-one-out ranking is then the total minus one column.
     grid_terms = objective(form, grid, pts, delta, per_point=True)
     grid_total = grid_terms.sum(axis=1)
-    f_best, theta = _best_fit(form, pts, delta, _ranked_starts(grid, grid_total, settings.n_starts))
+    f_best, theta = _best_fit(form, pts, delta, _ranked_starts(grid, grid_total, settings.n_starts), names)
     result = FitResult(law=law_cls.from_theta(theta, precisions), objective=f_best, n_points=n)
     if settings.loo:
         thetas, errors = [], []
@@ -172,7 +206,7 @@ def fit_points(form: str, pts: Points, precisions: list[str], settings: FitSetti
             keep = np.arange(n) != i
             sub = pts.subset(keep)
             starts = np.vstack([theta[None], _ranked_starts(grid, grid_total - grid_terms[:, i], settings.loo_starts)])
-            _, th_i = _best_fit(form, sub, delta, starts)
+            _, th_i = _best_fit(form, sub, delta, starts, names)
             thetas.append(th_i)
             law_i = law_cls.from_theta(th_i, precisions)
             prec = None if pts.rho_index[i] < 0 else precisions[pts.rho_index[i]]
@@ -189,7 +223,7 @@ def fit_points(form: str, pts: Points, precisions: list[str], settings: FitSetti
         for _ in tqdm(range(settings.bootstrap), desc=f"{label}: bootstrap", leave=False,
                       disable=not settings.progress):
             idx = rng.integers(0, n, n)
-            boots.append(_best_fit(form, pts.subset(idx), delta, theta[None])[1])
+            boots.append(_best_fit(form, pts.subset(idx), delta, theta[None], names)[1])
         q = (1 - settings.confidence) / 2
         lo, hi = np.quantile(np.array(boots), [q, 1 - q], axis=0)
         result.bootstrap_ci = _theta_ci(names, precisions, lo, hi)
