@@ -77,16 +77,15 @@ def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
 
 def _diagnose(cfg: StudyConfig, spec: RunSpec) -> dict:
     """MMR, kurtosis and the ABC decomposition of the CL checkpoint under the first PTQ setting."""
-    try:
-        from ..metrics import diagnose_model_dir
-    except ImportError:
-        return {"available": False, "reason": "hf_optquant.metrics.diagnose_model_dir is not installed"}
+    from ..metrics import diagnose_model_dir
+
     ptq_rec = read_json(analysis_dir(cfg) / spec.run_id / "ptq.json")
     block = cfg.ptq[0]
     out = analysis_dir(cfg) / spec.run_id / "diagnose"
-    summary = diagnose_model_dir(ptq_rec["checkpoint"]["path"], out, w_bits=block.w_bits, a_bits=block.a_bits,
+    summary = diagnose_model_dir(ptq_rec["checkpoint"]["path"], out, method=block.method, w_bits=block.w_bits,
+                                 a_bits=block.a_bits,
                                  granularity=block.granularity, n_batches=cfg.diagnose_batches,
-                                 seq_len=cfg.block_size)
+                                 seq_len=cfg.block_size, overwrite=True, progress=False)
     return {"available": True, **summary}
 
 

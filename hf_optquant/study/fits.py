@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import ConfigError
 from ..io import atomic_write_json, atomic_write_text, read_json
+from ..metrics.correlate import PAPER_CORRELATIONS, correlation
 from ..scaling import FitSettings, fit_results_table
 from .common_loss import selected_fp_run
 from .config import RunSpec, StudyConfig
@@ -19,7 +19,6 @@ __all__ = ["scaling_table", "fit_step", "correlate_step", "PAPER_RHO", "PAPER_CO
 logger = logging.getLogger(__name__)
 
 PAPER_RHO = {"adamw": 0.863, "muon": 0.852, "psgd": 0.739, "scion": 0.856, "shampoo": 0.879, "soap": 0.822}
-PAPER_CORRELATIONS = {"mmr": 0.62, "kurtosis": 0.70, "r_l": -0.89}  # vs post-PTQ accuracy, 760M
 
 
 def scaling_table(cfg: StudyConfig):
@@ -57,25 +56,6 @@ def fit_step(cfg: StudyConfig) -> None:
     atomic_write_json(out, {"available": True, "form": form, "fits": res})
 
 
-def _corr(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
-    from scipy import stats
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
-        return {"n": int(len(x)), "pearson": None, "spearman": None}
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(x), len(x))
-        if np.std(x[i]) > 0 and np.std(y[i]) > 0:
-            boots.append(stats.pearsonr(x[i], y[i])[0])
-    lo, hi = (np.percentile(boots, [2.5, 97.5]).tolist() if boots else [None, None])
-    return {"n": int(len(x)), "pearson": float(stats.pearsonr(x, y)[0]),
-            "spearman": float(stats.spearmanr(x, y)[0]), "pearson_ci95": [lo, hi]}
-
-
 def correlate_step(cfg: StudyConfig) -> None:
     """Across all (optimizer, size) runs: each metric against the post-PTQ loss increase."""
     a = Path(cfg.output_dir) / "analysis"
@@ -95,5 +75,5 @@ def correlate_step(cfg: StudyConfig) -> None:
                          **{k: diag.get(k) for k in ("mmr", "kurtosis", "r_l")}})
     res = {"ptq": tag, "target": "post-PTQ val-loss increase (higher = worse)", "rows": rows, "metrics": {}}
     for key in ("mmr", "kurtosis", "r_l"):
-        res["metrics"][key] = _corr([r[key] for r in rows], [r["degradation"] for r in rows]) if rows else {}
+        res["metrics"][key] = correlation([r[key] for r in rows], [r["degradation"] for r in rows]) if rows else {}
     atomic_write_json(out, res)

@@ -1,0 +1,72 @@
+"""Which metric tracks post-PTQ quality across runs: Pearson and Spearman with bootstrap intervals."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = ["PAPER_CORRELATIONS", "METRICS", "correlation", "load_run", "correlate_runs"]
+
+# The paper (760M, across optimizers): correlation of each metric with post-PTQ accuracy.
+PAPER_CORRELATIONS = {"mmr": 0.62, "kurtosis": 0.70, "r_l": -0.89}
+METRICS = ("mmr", "mmr_mean", "kurtosis", "kurtosis_channel_rms", "r_l")
+
+
+def correlation(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Pearson and Spearman of finite pairs, with percentile bootstrap 95% intervals (seeded)."""
+    from scipy import stats
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return {"n": int(len(x)), "pearson": None, "spearman": None, "pearson_ci95": [None, None],
+                "spearman_ci95": [None, None]}
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(x), len(x))
+        if np.std(x[i]) > 0 and np.std(y[i]) > 0:
+            boots.append((stats.pearsonr(x[i], y[i])[0], stats.spearmanr(x[i], y[i])[0]))
+    boots = np.array(boots)
+    ci = (np.nanpercentile(boots, [2.5, 97.5], axis=0).T.tolist() if len(boots) else [[None, None]] * 2)
+    return {"n": int(len(x)), "pearson": float(stats.pearsonr(x, y)[0]),
+            "spearman": float(stats.spearmanr(x, y)[0]), "pearson_ci95": ci[0], "spearman_ci95": ci[1]}
+
+
+def load_run(path) -> dict:
+    """A diagnose output dir (``summary.json``), with ``eval.json`` beside or inside it if present."""
+    from ..io import read_json
+
+    p = Path(path)
+    summary = p / "summary.json" if p.is_dir() else p
+    if not summary.is_file():
+        raise ConfigError("runs", f"{path} has no summary.json", "give dirs written by `hf-optquant diagnose`")
+    rec = dict(read_json(summary))
+    for ev in (p / "eval.json", p.parent / "eval.json"):
+        if ev.is_file():
+            e = read_json(ev)
+            rec.setdefault("mean_acc_norm", e.get("mean_acc_norm"))
+            break
+    rec["name"] = p.name if p.is_dir() else p.parent.name
+    return rec
+
+
+def correlate_runs(paths, *, target: str = "delta_val_loss", n_boot: int = 1000, seed: int = 0) -> dict:
+    """Each metric against ``target`` over the runs; the paper's values beside (their target is accuracy)."""
+    runs = [load_run(p) for p in paths]
+    if len(runs) < 3:
+        raise ConfigError("runs", f"{len(runs)} runs given; a correlation needs at least 3",
+                          "pass three or more diagnose output dirs")
+    missing = [r["name"] for r in runs if r.get(target) is None]
+    if missing:
+        raise ConfigError("target", f"{missing[0]} has no {target!r}",
+                          "use --target delta_val_loss, or put an eval.json with mean_acc_norm beside each run")
+    y = [r[target] for r in runs]
+    rows = [{"name": r["name"], target: r[target], **{m: r.get(m) for m in METRICS}} for r in runs]
+    return {"target": target, "runs": rows, "paper_target": "post-PTQ zero-shot accuracy (760M)",
+            "metrics": {m: {**correlation([r.get(m) if r.get(m) is not None else np.nan for r in runs], y,
+                                          n_boot=n_boot, seed=seed),
+                            "paper": PAPER_CORRELATIONS.get(m)} for m in METRICS}}

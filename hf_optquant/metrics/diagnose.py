@@ -1,0 +1,241 @@
+"""``diagnose``: outlier metrics and the ABC decomposition of a causal LM under a PTQ setting.
+
+Feeds the clean model and its quantized copy (``hf_optquant.ptq.quantize_model``: RTN or GPTQ, any bits)
+batch by batch through :class:`~hf_optquant.metrics.engine.ABCEngine`, decoder block by decoder block, then
+the final norm and the LM head. R_L is R of the last decoder block's output (the residual stream the paper
+calls the last layer).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError
+from .decomposition import NORMS
+from .engine import ABCEngine, Stage
+from .outlier_stats import weight_stats
+
+__all__ = ["MODULE_SETS", "module_selector", "model_stages", "diagnose_models", "diagnose_model_dir"]
+
+MODULE_SETS = ("block", "linear", "sublayer", "all")
+_FINAL_NORMS = ("model.norm", "model.decoder.final_layer_norm", "transformer.ln_f", "gpt_neox.final_layer_norm")
+
+
+def module_selector(modules: str, stage_names: set[str]):
+    """``select(name, module, is_stage)`` for a module set or comma-separated name suffixes."""
+    if modules == "block":
+        return lambda name, m, is_stage: is_stage
+    if modules == "linear":
+        return lambda name, m, is_stage: isinstance(m, torch.nn.Linear)
+
+    def direct_child(name):
+        return any(name.startswith(s + ".") and "." not in name[len(s) + 1:] for s in stage_names)
+
+    if modules == "sublayer":
+        return lambda name, m, is_stage: is_stage or direct_child(name)
+    if modules == "all":
+        return lambda name, m, is_stage: is_stage or direct_child(name) or isinstance(m, torch.nn.Linear)
+    wanted = {w.strip() for w in modules.split(",") if w.strip()}
+    return lambda name, m, is_stage: name.split(".")[-1] in wanted
+
+
+def _get(model, path):
+    obj = model
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def model_stages(model, qmodel) -> tuple[list[tuple[str, torch.nn.Module, torch.nn.Module]], str]:
+    """``([(name, clean, quant)], path of the blocks)``: decoder blocks, final norm, LM head."""
+    from ..ptq import decoder_blocks
+
+    path, blocks = decoder_blocks(model)
+    _, qblocks = decoder_blocks(qmodel)
+    short = path.split(".")[-1]
+    stages = [(f"{short}.{i}", b, qb) for i, (b, qb) in enumerate(zip(blocks, qblocks))]
+    for p in _FINAL_NORMS:
+        norm, qnorm = _get(model, p), _get(qmodel, p)
+        if norm is not None:
+            stages.append(("norm", norm, qnorm))
+            break
+    stages.append(("lm_head", model.get_output_embeddings(), qmodel.get_output_embeddings()))
+    return stages, path
+
+
+def _block_inputs(model, block, ids) -> tuple[torch.Tensor, dict]:
+    from ..ptq.calibrate import capture_block_inputs
+
+    (args, kwargs), = capture_block_inputs(model, block, ids, batch_size=ids.shape[0])
+    if args and isinstance(args[0], torch.Tensor):
+        return args[0], {**kwargs, **({} if len(args) == 1 else {"_extra_args": args[1:]})}
+    kwargs = dict(kwargs)
+    return kwargs.pop("hidden_states"), kwargs
+
+
+def _loss(logits, ids) -> tuple[float, int]:
+    lg = logits[:, :-1].reshape(-1, logits.shape[-1])
+    tgt = ids[:, 1:].reshape(-1)
+    return float(F.cross_entropy(lg, tgt, reduction="sum")), int(tgt.numel())
+
+
+@torch.no_grad()
+def diagnose_models(model, qmodel, blocks: torch.Tensor, *, batch_size: int = 4, modules: str = "block",
+                    norm: str = "tensor", progress: bool = True, outliers: bool = True) -> dict:
+    """Per-module ABC rows, per-stage R, per-linear outlier metrics and the summary, for token ``blocks``."""
+    if norm not in NORMS:
+        raise ConfigError("norm", f"unknown norm reduction {norm!r}", f"use one of {', '.join(NORMS)}")
+    if blocks is None or blocks.numel() == 0 or blocks.shape[0] == 0:
+        raise ConfigError("n_batches", "there are no evaluation batches to diagnose",
+                          "use --n-batches >= 1 with a dataset that has a validation split")
+    if modules not in MODULE_SETS and not any(w.strip() for w in str(modules).split(",")):
+        raise ConfigError("modules", f"{modules!r} names no module", f"use one of {', '.join(MODULE_SETS)} "
+                          "or comma-separated name suffixes such as q_proj,mlp")
+    model.eval()
+    qmodel.eval()
+    stages, _ = model_stages(model, qmodel)
+    select = module_selector(modules, {s[0] for s in stages})
+    if modules not in MODULE_SETS and not any(select(f"{n}.{sub}" if sub else n, m, not sub)
+                                              for n, c, _ in stages for sub, m in c.named_modules()):
+        raise ConfigError("modules", f"no module of the model matches {modules!r}",
+                          "use name suffixes the model has (e.g. q_proj, mlp, self_attn) or block/linear/all")
+    engine = ABCEngine(norm=norm, select=select, outliers=outliers)
+    n_blocks = len(stages) - 2 if stages[-2][0] == "norm" else len(stages) - 1
+    device = next(model.parameters()).device
+    loss = {"fp": 0.0, "q": 0.0, "n": 0}
+    for i in tqdm(range(0, blocks.shape[0], batch_size), desc="diagnose", disable=not progress):
+        ids = blocks[i:i + batch_size].to(device)
+        h, kw = _block_inputs(model, stages[0][1], ids)
+        hq, _ = _block_inputs(qmodel, stages[0][2], ids)
+        extra = kw.pop("_extra_args", ())
+        if extra:
+            raise ConfigError("model", "its decoder blocks take extra positional inputs this diagnosis cannot "
+                              "forward", "use a Llama/OLMo/Qwen/Mistral-style causal LM")
+        for j, (name, clean, quant) in enumerate(stages):
+            stage = Stage(name, clean, quant, kwargs=kw if j < n_blocks else {})
+            h, hq = engine.run_stage(stage, h, hq)
+        for key, logits in (("fp", h), ("q", hq)):
+            total, n = _loss(logits, ids)
+            loss[key] += total
+        loss["n"] += n
+    rows = engine.table()
+    weights = {n: weight_stats(m.weight) for n, m in _named_linears(model, stages)}
+    outliers = [{**r, **weights.get(r["module"], {})} for r in engine.outlier_table()]
+    stage_rows = engine.stage_table()
+    last_block = stage_rows[n_blocks - 1]
+    def mean(key, geometric=False):  # over linear layers; layers where it is undefined (NaN) are left out
+        vals = [r[key] for r in outliers if math.isfinite(r[key])]
+        if not vals:
+            return float("nan")
+        if geometric:  # MMR spans decades (a ReLU^2 input's median is ~0): one layer would swamp a plain mean
+            return float(math.exp(sum(math.log(v) for v in vals) / len(vals)))
+        return float(sum(vals) / len(vals))
+
+    fp, q = loss["fp"] / loss["n"], loss["q"] / loss["n"]
+    summary = {"mmr": mean("mmr", True), "mmr_mean": mean("mmr_mean", True), "kurtosis": mean("kurtosis"),
+               "kurtosis_channel_rms": mean("kurtosis_channel_rms"), "r_l": last_block["R"],
+               "r_l_module": last_block["stage"], "r_logits": stage_rows[-1]["R"],
+               "r_per_layer": [{k: r.get(k) for k in ("module", "R", "A", "B", "C", "G", "G1", "G2")} for r in rows],
+               "stages": stage_rows, "val_loss_fp": fp, "val_loss_q": q, "delta_val_loss": q - fp,
+               "n_tokens": loss["n"], "n_sequences": int(blocks.shape[0]), "modules": modules, "norm": norm}
+    return {"summary": summary, "layers": rows, "outliers": outliers}
+
+
+def _named_linears(model, stages):
+    for name, clean, _ in stages:
+        for sub, m in clean.named_modules():
+            if isinstance(m, torch.nn.Linear):
+                yield (f"{name}.{sub}" if sub else name), m
+
+
+def _eval_blocks(tok, dataset: str, split: str, n_batches: int, batch_size: int, seq_len: int) -> torch.Tensor:
+    from ..data import pack_tokens
+    from ..data.packing import load_text_splits
+
+    if isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1:
+        raise ConfigError("n_batches", f"must be a positive integer, got {n_batches!r}", "use --n-batches 4")
+    if tok is None:
+        raise ConfigError("model", "the model dir has no tokenizer to encode evaluation text",
+                          "save the tokenizer with the model (tokenizer.save_pretrained(dir))")
+    splits = load_text_splits(dataset)
+    if split not in splits:
+        raise ConfigError("split", f"{dataset} has no {split!r} split ({sorted(splits)})", "use --split validation")
+    need = n_batches * batch_size
+    return pack_tokens(splits[split], tok, seq_len, max_tokens=need * seq_len)[:need]
+
+
+def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | None = 4, granularity: str = "row",
+                       method: str = "rtn", n_batches: int = 4, seq_len: int = 128, batch_size: int = 4,
+                       modules: str = "block", norm: str = "tensor", dataset: str = "ptb",
+                       split: str = "validation", blocks: torch.Tensor | None = None, overwrite: bool = False,
+                       progress: bool = True) -> dict:
+    """Diagnose a saved model under ``PTQConfig(method, w_bits, a_bits, granularity)``; writes ``out_dir``
+    (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the summary."""
+    from ..io import atomic_dir
+    from ..ptq import PTQConfig, calibration_ids, load_causal_lm, quantize_model
+    from .plots import plot_abc, plot_mmr
+
+    # Everything that can be checked before loading weights is checked first.
+    cfg = PTQConfig(method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity)
+    if Path(out_dir).exists() and not overwrite:
+        raise ConfigError("out", f"{out_dir} already exists", "choose a new --out or pass --overwrite")
+    if not Path(str(model_dir)).exists() and str(model_dir).count("/") != 1:
+        raise ConfigError("model", f"{model_dir} does not exist", "give a model dir or a Hub repo id")
+    if blocks is None and (isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1):
+        raise ConfigError("n_batches", f"must be a positive integer, got {n_batches!r}", "use --n-batches 4")
+    if modules not in MODULE_SETS:
+        _check_modules_on_meta(str(model_dir), modules)
+    model, tok = load_causal_lm(str(model_dir))
+    model = model.float()
+    if blocks is None:
+        blocks = _eval_blocks(tok, dataset, split, n_batches, batch_size, seq_len)
+    calib = calibration_ids(tok, "ptb", 32, seq_len) if method == "gptq" else None
+    qmodel, _ = quantize_model(model, cfg, calibration=calib)
+    res = diagnose_models(model, qmodel, blocks, batch_size=batch_size, modules=modules, norm=norm,
+                          progress=progress)
+    summary = {**res["summary"], "model": str(model_dir), "ptq": cfg.to_dict()}
+    import pandas as pd
+
+    from ..io import atomic_write_json
+
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        layers = pd.DataFrame(res["layers"])
+        layers.to_parquet(tmp / "layers.parquet", index=False)
+        layers.to_csv(tmp / "layers.csv", index=False)
+        pd.DataFrame(res["outliers"]).to_csv(tmp / "outliers.csv", index=False)
+        plot_abc(res["layers"], summary["stages"], tmp / "abc.png")
+        plot_mmr(res["outliers"], tmp / "mmr.png")
+        atomic_write_json(tmp / "summary.json", _finite(summary))
+    return _finite(summary)
+
+
+def _check_modules_on_meta(model_dir: str, modules: str) -> None:
+    """Match ``modules`` against the architecture built on the meta device (no weights read)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    except (OSError, ValueError, KeyError):
+        return  # load_causal_lm reports an unloadable model with its own message
+    select = module_selector(modules, set())
+    if not any(select(n, m, False) for n, m in skeleton.named_modules() if n):
+        raise ConfigError("modules", f"no module of the model matches {modules!r}",
+                          "use name suffixes the model has (e.g. q_proj, mlp, self_attn) or block/linear/all")
+
+
+def _finite(obj):
+    """NaN/inf -> None, so the JSON is valid for every reader."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj

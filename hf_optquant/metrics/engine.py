@@ -1,0 +1,182 @@
+"""Runs a clean and a quantized model side by side, stage by stage, and accumulates ABC terms per module.
+
+A *stage* is a (clean, quantized) pair of modules applied in sequence to the hidden state: the decoder
+blocks, then the final norm and the LM head. Within a stage, hooks on the chosen sub-modules record each
+module's clean input and output during the clean pass; during the quantized pass they compute the two
+counterfactuals f(hq) = clean(hq_in) and fq(h) = quant(h_in). Only one stage's records of one batch are alive
+at a time, so memory stays at a few activations of one block whatever the depth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .decomposition import abc_from_sums, abc_sums, gain_from_sums, gain_sums
+from .outlier_stats import OutlierAccumulator
+
+__all__ = ["Stage", "ABCEngine"]
+
+
+@dataclass
+class Stage:
+    name: str
+    clean: torch.nn.Module
+    quant: torch.nn.Module
+    kwargs: dict = field(default_factory=dict)  # extra inputs (masks, rotary embeddings), the same for both
+
+
+def _first_tensor(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    if hasattr(out, "last_hidden_state"):
+        return out.last_hidden_state
+    raise TypeError(f"cannot find the output tensor in {type(out).__name__}")
+
+
+def _hidden_of(args: tuple, kwargs: dict) -> torch.Tensor:
+    if args and isinstance(args[0], torch.Tensor):
+        return args[0]
+    return kwargs["hidden_states"]
+
+
+def _with_hidden(args: tuple, kwargs: dict, h: torch.Tensor) -> tuple[tuple, dict]:
+    if args and isinstance(args[0], torch.Tensor):
+        return (h, *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": h}
+
+
+class ABCEngine:
+    """Accumulates, per module name (in forward order): ABC sums, gain sums for linears, outlier stats of
+    linear inputs (clean model)."""
+
+    def __init__(self, *, norm: str = "tensor", select=None, outliers: bool = True):
+        self.norm = norm
+        # select(name, module, is_stage) -> whether the module gets the full ABC treatment
+        self.select = select or (lambda name, module, is_stage: True)
+        self.outliers = outliers
+        self.stage_R: dict[str, list[float]] = {}  # stage output: [|hq - h|^2, |h|^2], no counterfactuals
+        self.order: list[str] = []
+        self.sums: dict[str, dict[str, float]] = {}
+        self.gains: dict[str, dict[str, float]] = {}
+        self.linears: dict[str, tuple[torch.nn.Module, torch.nn.Module]] = {}
+        self.outlier_acc: dict[str, OutlierAccumulator] = {}
+        self._busy = False
+        self._clean_records: dict[str, tuple] = {}
+
+    # ----------------------------------------------------------------------------- hooks
+    def _clean_pre(self, name):
+        def hook(module, args, kwargs):
+            if not self._busy:
+                self._clean_records[name] = [args, kwargs, None]
+        return hook
+
+    def _clean_post(self, name):
+        def hook(module, args, kwargs, output):
+            if not self._busy:
+                self._clean_records[name][2] = _first_tensor(output).detach()
+        return hook
+
+    def _outlier_pre(self, name):
+        def hook(module, args, kwargs):
+            if not self._busy:
+                self.outlier_acc.setdefault(name, OutlierAccumulator()).update(_hidden_of(args, kwargs))
+        return hook
+
+    def _quant_pre(self, name, store):
+        def hook(module, args, kwargs):
+            if not self._busy:
+                store[name] = (args, kwargs)
+        return hook
+
+    def _quant_post(self, name, clean_module, store):
+        def hook(module, args, kwargs, output):
+            if self._busy or name not in self._clean_records:
+                return
+            c_args, c_kwargs, f_h = self._clean_records.pop(name)
+            q_args, q_kwargs = store.pop(name)  # the raw input, before the module's own activation quant
+            h_in, hq_in = _hidden_of(c_args, c_kwargs), _hidden_of(q_args, q_kwargs)
+            fq_hq = _first_tensor(output).detach()
+            self._busy = True
+            try:
+                f_hq = _first_tensor(clean_module(*_with_hidden(c_args, c_kwargs, hq_in)[0],
+                                                  **_with_hidden(c_args, c_kwargs, hq_in)[1])).detach()
+                qa, qk = _with_hidden(q_args, q_kwargs, h_in)
+                fq_h = _first_tensor(module(*qa, **qk)).detach()
+            finally:
+                self._busy = False
+            s = abc_sums(f_h, f_hq, fq_h, fq_hq, h_in, hq_in, norm=self.norm)
+            if name not in self.sums:
+                self.order.append(name)
+                self.sums[name] = dict.fromkeys(s, 0.0)
+            for k, v in s.items():
+                self.sums[name][k] += v
+            if isinstance(module, torch.nn.Linear) and isinstance(clean_module, torch.nn.Linear):
+                g = gain_sums(clean_module.weight, module.weight, h_in, hq_in)
+                acc = self.gains.setdefault(name, dict.fromkeys(g, 0.0))
+                for k, v in g.items():
+                    acc[k] += v
+                self.linears[name] = (clean_module, module)
+        return hook
+
+    # ----------------------------------------------------------------------------- passes
+    def _targets(self, stage: Stage):
+        qmods = dict(stage.quant.named_modules())
+        out = []
+        for sub, cm in stage.clean.named_modules():
+            name = f"{stage.name}.{sub}" if sub else stage.name
+            if self.select(name, cm, not sub):
+                out.append((name, cm, qmods[sub]))
+        return out
+
+    @torch.no_grad()
+    def run_stage(self, stage: Stage, h: torch.Tensor, hq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clean pass on ``h``, then quantized pass on ``hq``; returns both outputs."""
+        targets = self._targets(stage)
+        store: dict[str, tuple] = {}
+        handles = []
+        try:
+            if self.outliers:
+                for sub, cm in stage.clean.named_modules():
+                    if isinstance(cm, torch.nn.Linear):
+                        name = f"{stage.name}.{sub}" if sub else stage.name
+                        handles.append(cm.register_forward_pre_hook(self._outlier_pre(name), with_kwargs=True,
+                                                                    prepend=True))
+            for name, cm, qm in targets:
+                # prepend: record the raw input before any activation-quantization pre-hook rewrites it
+                handles.append(cm.register_forward_pre_hook(self._clean_pre(name), with_kwargs=True, prepend=True))
+                handles.append(cm.register_forward_hook(self._clean_post(name), with_kwargs=True))
+                handles.append(qm.register_forward_pre_hook(self._quant_pre(name, store), with_kwargs=True,
+                                                            prepend=True))
+                handles.append(qm.register_forward_hook(self._quant_post(name, cm, store), with_kwargs=True))
+            out = _first_tensor(stage.clean(h, **stage.kwargs))
+            out_q = _first_tensor(stage.quant(hq, **stage.kwargs))
+        finally:
+            for hd in handles:
+                hd.remove()
+            self._clean_records.clear()
+        e = out_q - out
+        acc = self.stage_R.setdefault(stage.name, [0.0, 0.0])
+        acc[0] += float((e * e).sum(dtype=torch.float64))
+        acc[1] += float((out * out).sum(dtype=torch.float64))
+        return out, out_q
+
+    # ----------------------------------------------------------------------------- results
+    def table(self) -> list[dict]:
+        rows = []
+        for name in self.order:
+            row = {"module": name, **abc_from_sums(self.sums[name])}
+            if name in self.gains:
+                cm, qm = self.linears[name]
+                row.update(gain_from_sums(cm.weight, qm.weight, self.gains[name]))
+            rows.append(row)
+        return rows
+
+    def stage_table(self) -> list[dict]:
+        """R of every stage's output (tensor norm), in forward order."""
+        return [{"stage": k, "R": v[0] / v[1] if v[1] else float("nan")} for k, v in self.stage_R.items()]
+
+    def outlier_table(self) -> list[dict]:
+        return [{"module": k, **v.summary()} for k, v in self.outlier_acc.items()]

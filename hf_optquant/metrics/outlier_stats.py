@@ -1,0 +1,97 @@
+"""Outlier metrics of a layer's inputs (and of weights): MMR and kurtosis, streamed over batches.
+
+Plain tensor functions plus one accumulator; moments are kept in float64 so that the kurtosis of many
+batches equals the one-shot value (tests compare against scipy).
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["mmr_per_token", "excess_kurtosis", "OutlierAccumulator", "weight_stats"]
+
+
+def _median_abs(a: torch.Tensor) -> torch.Tensor:
+    """Row medians as numpy defines them (mean of the two middle values for an even width; torch.median
+    returns the lower one), by selection rather than a full sort."""
+    n = a.shape[-1]
+    upper = a.kthvalue(n // 2 + 1, dim=-1).values
+    return upper if n % 2 else 0.5 * (a.kthvalue(n // 2, dim=-1).values + upper)
+
+
+def mmr_per_token(x: torch.Tensor, denominator: str = "median") -> torch.Tensor:
+    """max|x| / median|x| (or / mean|x|) over the last dimension, one value per token (float64); NaN where
+    the denominator is 0 (e.g. a ReLU^2 output with more than half its entries exactly zero)."""
+    a = x.detach().abs().reshape(-1, x.shape[-1])
+    if denominator == "median":
+        den = _median_abs(a)
+    elif denominator == "mean":
+        den = a.mean(dim=-1, dtype=torch.float64)
+    else:
+        raise ValueError(f"denominator must be 'median' or 'mean', got {denominator!r}")
+    num, den = a.amax(dim=-1).to(torch.float64), den.to(torch.float64)
+    return torch.where(den > 0, num / torch.where(den > 0, den, 1.0), float("nan"))
+
+
+def excess_kurtosis(x: torch.Tensor) -> float:
+    """Fisher (excess) kurtosis of all entries, biased estimator (= scipy.stats.kurtosis's default)."""
+    acc = OutlierAccumulator()
+    acc.update(x.reshape(-1, 1))
+    return acc.kurtosis()
+
+
+def _kurt_from_moments(n: float, s1: float, s2: float, s3: float, s4: float) -> float:
+    mu = s1 / n
+    m2 = s2 / n - mu * mu
+    m4 = s4 / n - 4 * mu * s3 / n + 6 * mu * mu * s2 / n - 3 * mu ** 4
+    return float(m4 / (m2 * m2) - 3.0) if m2 > 0 else float("nan")
+
+
+class OutlierAccumulator:
+    """Streams a layer's inputs (tokens x features): token-averaged MMRs, excess kurtosis of all entries
+    and of the per-channel RMS."""
+
+    def __init__(self):
+        self.tokens = 0
+        self.mmr_median_sum = self.mmr_mean_sum = 0.0
+        self.mmr_median_n = self.mmr_mean_n = 0  # tokens with a non-zero denominator
+        self.moments = torch.zeros(5, dtype=torch.float64)  # count, sum x, x^2, x^3, x^4
+        self.channel_sumsq: torch.Tensor | None = None
+
+    def update(self, x: torch.Tensor) -> None:
+        # Elementwise work in the activations' dtype, every sum accumulated in float64.
+        x = x.detach().reshape(-1, x.shape[-1])
+        self.tokens += x.shape[0]
+        for kind in ("median", "mean"):
+            r = mmr_per_token(x, kind)
+            ok = torch.isfinite(r)
+            setattr(self, f"mmr_{kind}_sum", getattr(self, f"mmr_{kind}_sum") + float(r[ok].sum()))
+            setattr(self, f"mmr_{kind}_n", getattr(self, f"mmr_{kind}_n") + int(ok.sum()))
+        f64 = torch.float64
+        x2 = x * x
+        self.moments += torch.stack([torch.tensor(float(x.numel()), dtype=f64), x.sum(dtype=f64),
+                                     x2.sum(dtype=f64), (x2 * x).sum(dtype=f64), (x2 * x2).sum(dtype=f64)]).cpu()
+        cs = x2.sum(0, dtype=f64).cpu()
+        self.channel_sumsq = cs if self.channel_sumsq is None else self.channel_sumsq + cs
+
+    def kurtosis(self) -> float:
+        return _kurt_from_moments(*self.moments.tolist())
+
+    def channel_rms_kurtosis(self) -> float:
+        rms = torch.sqrt(self.channel_sumsq / self.tokens)
+        return _kurt_from_moments(float(rms.numel()), float(rms.sum()), float((rms ** 2).sum()),
+                                  float((rms ** 3).sum()), float((rms ** 4).sum()))
+
+    def summary(self) -> dict:
+        nan = float("nan")
+        return {"mmr": self.mmr_median_sum / self.mmr_median_n if self.mmr_median_n else nan,
+                "mmr_mean": self.mmr_mean_sum / self.mmr_mean_n if self.mmr_mean_n else nan,
+                "mmr_tokens": self.mmr_median_n, "kurtosis": self.kurtosis(),
+                "kurtosis_channel_rms": self.channel_rms_kurtosis(), "tokens": self.tokens}
+
+
+def weight_stats(weight: torch.Tensor) -> dict:
+    """The same metrics of a weight matrix, its rows taken as tokens."""
+    acc = OutlierAccumulator()
+    acc.update(weight)
+    s = acc.summary()
+    return {"weight_mmr": s["mmr"], "weight_kurtosis": s["kurtosis"]}

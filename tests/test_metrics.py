@@ -1,0 +1,169 @@
+"""Diagnostics: MMR/kurtosis against numpy/scipy, the ABC decomposition's identities, a hand-derived case,
+gain factors, CLI end to end and bad input."""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from hf_optquant.cli import main
+from hf_optquant.metrics import ABCEngine, OutlierAccumulator, Stage, diagnose_models, excess_kurtosis, mmr_per_token
+from hf_optquant.models import build_model
+from hf_optquant.ptq import PTQConfig, quantize_model
+
+
+def _tiny(seed=0):
+    torch.manual_seed(seed)
+    return build_model("tiny-2", vocab_size=300).double().eval()
+
+
+def test_mmr_and_kurtosis_match_numpy_scipy_and_stream():
+    rng = np.random.default_rng(0)
+    x = rng.standard_t(df=4, size=(3, 50, 64))
+    flat = x.reshape(-1, 64)
+    acc = OutlierAccumulator()
+    for batch in x:  # three batches streamed
+        acc.update(torch.from_numpy(batch))
+    s = acc.summary()
+    a = np.abs(flat)
+    assert s["mmr"] == pytest.approx(np.mean(a.max(1) / np.median(a, axis=1)), rel=1e-12)
+    assert s["mmr_mean"] == pytest.approx(np.mean(a.max(1) / a.mean(1)), rel=1e-12)
+    assert s["kurtosis"] == pytest.approx(stats.kurtosis(flat.ravel()), rel=1e-9)
+    assert s["kurtosis_channel_rms"] == pytest.approx(stats.kurtosis(np.sqrt((flat ** 2).mean(0))), rel=1e-9)
+    assert excess_kurtosis(torch.from_numpy(flat)) == pytest.approx(s["kurtosis"], rel=1e-12)
+    # A token whose median |x| is 0 has no MMR (NaN), and is left out of the average.
+    z = torch.tensor([[0.0, 0.0, 0.0, 2.0], [1.0, 2.0, 3.0, 4.0]])
+    r = mmr_per_token(z)
+    assert torch.isnan(r[0]) and r[1] == pytest.approx(4 / 2.5)
+
+
+def test_hand_made_two_layer_network_matches_hand_derivation():
+    def lin(w):
+        m = torch.nn.Linear(2, 2, bias=False).double()
+        m.weight.data = torch.tensor(w, dtype=torch.float64)
+        return m
+
+    l1, q1 = lin([[1, 0], [0, 1]]), lin([[1, 0], [0, 1.5]])
+    l2, q2 = lin([[1, 1], [0, 1]]), lin([[1, 1], [0, 2]])
+    eng = ABCEngine(outliers=False)
+    x = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    h, hq = eng.run_stage(Stage("l1", l1, q1), x, x)
+    eng.run_stage(Stage("l2", l2, q2), h, hq)
+    rows = {r["module"]: r for r in eng.table()}
+    # l1: identical inputs, so all error is added: h = (1, 2), hq = (1, 3), d = (0, 1), |h|^2 = 5.
+    assert rows["l1"]["A"] == 0 and rows["l1"]["C"] == 0
+    assert rows["l1"]["B"] == pytest.approx(1 / 5) and rows["l1"]["R"] == pytest.approx(1 / 5)
+    # l2: f(h) = (3, 2), f(hq) = (4, 3), fq(h) = (3, 4), fq(hq) = (4, 6);
+    # a = ((1, 2) + (1, 1)) / 2 = (1, 1.5), b = ((0, 3) + (0, 2)) / 2 = (0, 2.5), |f(h)|^2 = 13.
+    r2 = rows["l2"]
+    assert r2["A"] == pytest.approx(3.25 / 13)
+    assert r2["B"] == pytest.approx(6.25 / 13)
+    assert r2["C"] == pytest.approx(7.5 / 13)
+    assert r2["R"] == pytest.approx(17 / 13)
+    assert r2["G"] == pytest.approx((3.25 / 13) / (1 / 5))  # A_l / R_{l-1} = 1.25
+    # G1 from the spectral norms; G2 = (|Md|^2/|d|^2) / (|Wh|^2/|h|^2) / G1 with Md = (1, 1.5), Wh = (3, 2).
+    g1 = (np.linalg.norm([[1, 1], [0, 1.5]], 2) / np.linalg.norm([[1, 1], [0, 1]], 2)) ** 2
+    assert r2["G1"] == pytest.approx(g1)
+    assert r2["G2"] == pytest.approx((3.25 / 1) / (13 / 5) / g1)
+
+
+def test_abc_identities_hold_to_float64_precision_on_a_tiny_model():
+    model = _tiny()
+    qmodel, _ = quantize_model(model, PTQConfig(w_bits=4, a_bits=4))
+    ids = torch.randint(0, 300, (4, 32), generator=torch.Generator().manual_seed(1))
+    res = diagnose_models(model, qmodel, ids, batch_size=2, modules="all", progress=False)
+    assert len(res["layers"]) > 20  # blocks, attention, MLP, norms and every linear
+    for r in res["layers"]:
+        assert r["closure"] <= 1e-24, r["module"]  # |a + b - d|^2 / |f(h)|^2: a + b == fq(hq) - f(h)
+        assert abs(r["A"] + r["B"] + r["C"] - r["R"]) <= 1e-12 * max(1.0, r["R"]), r["module"]
+    assert res["summary"]["r_l"] > 0 and res["summary"]["delta_val_loss"] != 0
+    for norm in ("token",):
+        tok = diagnose_models(model, qmodel, ids, batch_size=2, modules="block", norm=norm, progress=False)
+        for r in tok["layers"]:
+            assert abs(r["A"] + r["B"] + r["C"] - r["R"]) <= 1e-12 * max(1.0, r["R"])
+
+
+def test_without_quantization_every_error_term_is_zero():
+    model = _tiny()
+    ids = torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(2))
+    res = diagnose_models(model, copy.deepcopy(model), ids, batch_size=2, modules="all", progress=False)
+    for r in res["layers"]:
+        assert r["A"] == r["B"] == r["C"] == r["R"] == 0.0, r["module"]
+    assert all(s["R"] == 0.0 for s in res["summary"]["stages"])
+    assert res["summary"]["r_l"] == 0.0 and res["summary"]["delta_val_loss"] == 0.0
+
+
+def test_gain_factors_multiply_to_the_gain_under_weight_only_quantization():
+    model = _tiny()
+    qmodel, _ = quantize_model(model, PTQConfig(w_bits=4, a_bits=None))
+    ids = torch.randint(0, 300, (4, 32), generator=torch.Generator().manual_seed(3))
+    rows = diagnose_models(model, qmodel, ids, batch_size=2, modules="linear", progress=False)["layers"]
+    checked = 0
+    for r in rows:
+        if np.isfinite(r.get("G", np.nan)) and "G1" in r:
+            assert r["G1"] * r["G2"] == pytest.approx(r["G"], rel=1e-10), r["module"]
+            checked += 1
+    assert checked >= 6  # every linear past the first block's input (whose R_in is 0)
+
+
+def _one_line(capsys, argv):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and "fix:" in err, err
+    return err
+
+
+def test_diagnose_and_correlate_cli_end_to_end(trained_tiny_dir, tmp_path, capsys):
+    out = tmp_path / "diag"
+    assert main(["diagnose", str(trained_tiny_dir), "--out", str(out), "--n-batches", "2", "--seq-len", "32",
+                 "--modules", "all"]) == 0
+    for f in ("summary.json", "layers.parquet", "layers.csv", "outliers.csv", "abc.png", "mmr.png"):
+        assert (out / f).stat().st_size > 0, f
+    s = json.loads((out / "summary.json").read_text())
+    for k in ("mmr", "mmr_mean", "kurtosis", "kurtosis_channel_rms", "r_l", "r_per_layer"):
+        assert s[k] is not None, k
+    assert s["delta_val_loss"] > 0  # W4A4 RTN hurts a trained model
+    # Three more runs: the same summary with other metric values (correlate reads only the summaries).
+    runs = [out]
+    for i, (mmr, r_l, deg) in enumerate([(10.0, 0.05, 0.02), (30.0, 0.2, 0.09), (20.0, 0.4, 0.15)]):
+        d = tmp_path / f"run{i}"
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps({**s, "mmr": mmr, "r_l": r_l, "delta_val_loss": deg}))
+        runs.append(d)
+    corr = tmp_path / "corr"
+    assert main(["correlate", *map(str, runs), "--out", str(corr)]) == 0
+    res = json.loads((corr / "correlations.json").read_text())
+    ys = [s["delta_val_loss"], 0.02, 0.09, 0.15]
+    xs = [s["r_l"], 0.05, 0.2, 0.4]
+    assert res["metrics"]["r_l"]["pearson"] == pytest.approx(stats.pearsonr(xs, ys)[0])
+    assert res["metrics"]["r_l"]["paper"] == -0.89
+    assert (corr / "scatter.png").stat().st_size > 0 and (corr / "correlations.csv").exists()
+    shutil.rmtree(corr)
+    capsys.readouterr()
+    err = _one_line(capsys, ["correlate", str(runs[0]), str(runs[1]), "--out", str(corr)])
+    assert "runs:" in err and not corr.exists()
+
+
+@pytest.mark.parametrize("extra, field", [
+    (["--modules", "no_such_layer"], "modules"),
+    (["--w-bits", "9"], "w_bits"),
+    (["--n-batches", "0"], "n_batches"),
+])
+def test_diagnose_bad_input_one_line_nothing_written(trained_tiny_dir, tmp_path, capsys, extra, field):
+    out = tmp_path / "d"
+    err = _one_line(capsys, ["diagnose", str(trained_tiny_dir), "--out", str(out), "--n-batches", "1",
+                             "--seq-len", "16", *extra])
+    assert f"{field}:" in err
+    assert not out.exists() and not list(tmp_path.glob(".d.*"))
+
+
+def test_diagnose_model_dir_that_is_not_a_model(tmp_path, capsys):
+    (tmp_path / "m").mkdir()
+    err = _one_line(capsys, ["diagnose", str(tmp_path / "m"), "--out", str(tmp_path / "d")])
+    assert "model:" in err and not (tmp_path / "d").exists()
