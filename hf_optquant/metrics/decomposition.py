@@ -52,9 +52,15 @@ def abc_sums(f_h, f_hq, fq_h, fq_hq, h_in=None, hq_in=None, *, norm: str = "tens
         out = {"aa": ((a * a).sum(-1) * w).sum(), "bb": ((b * b).sum(-1) * w).sum(),
                "ab": ((a * b).sum(-1) * w).sum(), "dd": ((d * d).sum(-1) * w).sum(), "hh": keep.sum(),
                "closure": ((closure * closure).sum(-1) * w).sum(), "n": keep.sum()}
-    if h_in is not None:
+    if h_in is not None:  # the input's own relative error, reduced the same way as A
         e, x = hq_in.detach() - h_in.detach(), h_in.detach()
-        out["in_dd"], out["in_hh"] = (e * e).sum(dtype=f64), (x * x).sum(dtype=f64)
+        if norm == "tensor":
+            out["in_dd"], out["in_hh"] = (e * e).sum(dtype=f64), (x * x).sum(dtype=f64)
+        else:
+            ee, xx = (_rows(e).to(f64) ** 2).sum(-1), (_rows(x).to(f64) ** 2).sum(-1)
+            ok = xx > 0
+            out["in_dd"] = (ee[ok] / xx[ok]).sum()
+            out["in_hh"] = ok.sum()
     return {k: float(v) for k, v in out.items()}
 
 

@@ -21,13 +21,13 @@ from .outlier_stats import weight_stats
 
 __all__ = ["MODULE_SETS", "module_selector", "model_stages", "diagnose_models", "diagnose_model_dir"]
 
-MODULE_SETS = ("block", "linear", "sublayer", "all")
+MODULE_SETS = ("block", "default", "linear", "sublayer", "all")  # default = block
 _FINAL_NORMS = ("model.norm", "model.decoder.final_layer_norm", "transformer.ln_f", "gpt_neox.final_layer_norm")
 
 
 def module_selector(modules: str, stage_names: set[str]):
     """``select(name, module, is_stage)`` for a module set or comma-separated name suffixes."""
-    if modules == "block":
+    if modules in ("block", "default"):
         return lambda name, m, is_stage: is_stage
     if modules == "linear":
         return lambda name, m, is_stage: isinstance(m, torch.nn.Linear)
