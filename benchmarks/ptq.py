@@ -7,7 +7,7 @@ can share hf_optquant's environment). Errors are measured here, identically for 
 for each linear, ||(W - W_q) X||^2 / ||W X||^2 with X the full-precision model's inputs to that
 layer on the calibration tokens (through the Hessian, see hf_optquant.ptq.reconstruction_error).
 
-    python benchmarks/ptq.py [--size tiny-7] [--n-calibration 64] [--seq-len 128] [--skip-external]
+    python benchmarks/ptq.py [--size tiny-7] [--n-calibration 64] [--seq-len 128] [--skip-external | --external llmcompressor]
 """
 from __future__ import annotations
 
@@ -161,6 +161,8 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=100)
     ap.add_argument("--work", default=str(VENVS / "work"))
     ap.add_argument("--skip-external", action="store_true")
+    ap.add_argument("--external", nargs="+", choices=sorted(EXTERNAL), default=sorted(EXTERNAL),
+                    help="which external GPTQ implementations to compare against (default: both)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     work = Path(a.work)
@@ -189,7 +191,7 @@ def main() -> None:
     H = layer_hessians(model, calib, names)
     notes = {}
     if not a.skip_external:
-        for name in EXTERNAL:
+        for name in a.external:
             log = VENVS / f"{name}.log"
             py = ensure_venv(name, log)
             if py is None:

@@ -87,3 +87,12 @@ def test_optimum_backend_without_extra_is_a_clear_error(trained_tiny_dir, tmp_pa
         run_optimum_gptq(str(trained_tiny_dir), str(tmp_path / "o"), PTQConfig(method="gptq", a_bits=None),
                          calibration_texts=["a b c"])
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("flag, want", [([], True), (["--no-act-order"], False)])
+def test_act_order_default_on_and_recorded(flag, want, trained_tiny_dir, tmp_path):
+    out = tmp_path / "q"
+    assert main(["ptq", str(trained_tiny_dir), "--method", "gptq", "--n-calibration", "4", "--seq-len", "32",
+                 "--out", str(out), *flag]) == 0
+    rec = json.loads((out / "quantization_record.json").read_text())
+    assert rec["ptq_config"]["act_order"] is want

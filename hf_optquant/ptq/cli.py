@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--granularity", default="row", help="weight scales: row, group:G or tensor")
     p.add_argument("--targets", default="", help="comma-separated linear name suffixes (default: all in the blocks)")
     p.add_argument("--lm-head", action="store_true", help="also quantize the LM head (unties it)")
-    p.add_argument("--act-order", action="store_true", help="GPTQ: columns by decreasing Hessian diagonal")
+    p.add_argument("--act-order", action=argparse.BooleanOptionalAction, default=True,
+                   help="GPTQ: columns by decreasing Hessian diagonal (default on; --no-act-order for the plain sweep)")
     p.add_argument("--damp", type=float, default=0.01, help="GPTQ damping (fraction of mean diag H)")
     p.add_argument("--block-size", type=int, default=128, help="GPTQ error-feedback block size")
     p.add_argument("--calibration", default="ptb", help="GPTQ calibration text: ptb or a text file")
