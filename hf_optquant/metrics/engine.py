@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .decomposition import abc_from_sums, abc_sums, gain_from_sums, gain_sums
-from .outlier_stats import OutlierAccumulator
+from .decomposition import GainAccumulator, abc_from_sums, abc_sums, gain_from_sums
+from .outlier_stats import OutlierAccumulator, outlier_batch_stats
 
 __all__ = ["Stage", "ABCEngine"]
 
@@ -60,8 +60,7 @@ class ABCEngine:
         self.stage_R: dict[str, list[float]] = {}  # stage output: [|hq - h|^2, |h|^2], no counterfactuals
         self.order: list[str] = []
         self.sums: dict[str, dict[str, float]] = {}
-        self.gains: dict[str, dict[str, float]] = {}
-        self.linears: dict[str, tuple[torch.nn.Module, torch.nn.Module]] = {}
+        self.gains: dict[str, GainAccumulator] = {}
         self.outlier_acc: dict[str, OutlierAccumulator] = {}
         self._busy = False
         self._clean_records: dict[str, tuple] = {}
@@ -79,10 +78,16 @@ class ABCEngine:
                 self._clean_records[name][2] = _first_tensor(output).detach()
         return hook
 
-    def _outlier_pre(self, name):
+    def _outlier_pre(self, name, seen):
         def hook(module, args, kwargs):
-            if not self._busy:
-                self.outlier_acc.setdefault(name, OutlierAccumulator()).update(_hidden_of(args, kwargs))
+            if self._busy:
+                return
+            x = _hidden_of(args, kwargs)
+            # q/k/v (and gate/up) receive the very same tensor: compute its statistics once.
+            hit = seen.get(id(x))
+            if hit is None or hit[0] is not x or hit[1] != x._version:
+                hit = seen[id(x)] = (x, x._version, outlier_batch_stats(x))
+            self.outlier_acc.setdefault(name, OutlierAccumulator()).add(hit[2])
         return hook
 
     def _quant_pre(self, name, store):
@@ -114,11 +119,9 @@ class ABCEngine:
             for k, v in s.items():
                 self.sums[name][k] += v
             if isinstance(module, torch.nn.Linear) and isinstance(clean_module, torch.nn.Linear):
-                g = gain_sums(clean_module.weight, module.weight, h_in, hq_in)
-                acc = self.gains.setdefault(name, dict.fromkeys(g, 0.0))
-                for k, v in g.items():
-                    acc[k] += v
-                self.linears[name] = (clean_module, module)
+                if name not in self.gains:
+                    self.gains[name] = GainAccumulator(clean_module.weight, module.weight)
+                self.gains[name].update(h_in, hq_in)
         return hook
 
     # ----------------------------------------------------------------------------- passes
@@ -136,14 +139,15 @@ class ABCEngine:
         """Clean pass on ``h``, then quantized pass on ``hq``; returns both outputs."""
         targets = self._targets(stage)
         store: dict[str, tuple] = {}
+        seen: dict[int, tuple] = {}  # this stage's linear inputs already measured (kept alive for the stage)
         handles = []
         try:
             if self.outliers:
                 for sub, cm in stage.clean.named_modules():
                     if isinstance(cm, torch.nn.Linear):
                         name = f"{stage.name}.{sub}" if sub else stage.name
-                        handles.append(cm.register_forward_pre_hook(self._outlier_pre(name), with_kwargs=True,
-                                                                    prepend=True))
+                        hook = self._outlier_pre(name, seen)
+                        handles.append(cm.register_forward_pre_hook(hook, with_kwargs=True, prepend=True))
             for name, cm, qm in targets:
                 # prepend: record the raw input before any activation-quantization pre-hook rewrites it
                 handles.append(cm.register_forward_pre_hook(self._clean_pre(name), with_kwargs=True, prepend=True))
@@ -169,8 +173,8 @@ class ABCEngine:
         for name in self.order:
             row = {"module": name, **abc_from_sums(self.sums[name])}
             if name in self.gains:
-                cm, qm = self.linears[name]
-                row.update(gain_from_sums(cm.weight, qm.weight, self.gains[name]))
+                g = self.gains[name]
+                row.update(gain_from_sums(g.W, g.Wq, g.sums()))
             rows.append(row)
         return rows
 

@@ -7,15 +7,27 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["mmr_per_token", "excess_kurtosis", "OutlierAccumulator", "weight_stats"]
+__all__ = ["mmr_per_token", "excess_kurtosis", "outlier_batch_stats", "OutlierAccumulator", "weight_stats"]
 
 
 def _median_abs(a: torch.Tensor) -> torch.Tensor:
     """Row medians as numpy defines them (mean of the two middle values for an even width; torch.median
     returns the lower one), by selection rather than a full sort."""
     n = a.shape[-1]
-    upper = a.kthvalue(n // 2 + 1, dim=-1).values
-    return upper if n % 2 else 0.5 * (a.kthvalue(n // 2, dim=-1).values + upper)
+    k = n // 2
+    upper = a.kthvalue(k + 1, dim=-1).values
+    if n % 2:
+        return upper
+    # The lower middle value without a second selection (which would double the cost): the largest entry
+    # below the upper one if at least k entries are below it, else the upper one itself (a tie).
+    below = a < upper.unsqueeze(-1)
+    lower = torch.where(below, a, torch.full_like(a, -torch.inf)).amax(dim=-1)
+    return 0.5 * (torch.where(below.sum(-1) >= k, lower, upper) + upper)
+
+
+def _mmr(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    num, den = num.to(torch.float64), den.to(torch.float64)
+    return torch.where(den > 0, num / torch.where(den > 0, den, 1.0), float("nan"))
 
 
 def mmr_per_token(x: torch.Tensor, denominator: str = "median") -> torch.Tensor:
@@ -25,11 +37,10 @@ def mmr_per_token(x: torch.Tensor, denominator: str = "median") -> torch.Tensor:
     if denominator == "median":
         den = _median_abs(a)
     elif denominator == "mean":
-        den = a.mean(dim=-1, dtype=torch.float64)
+        den = a.mean(dim=-1) if a.dtype == torch.float64 else a.float().mean(dim=-1)
     else:
         raise ValueError(f"denominator must be 'median' or 'mean', got {denominator!r}")
-    num, den = a.amax(dim=-1).to(torch.float64), den.to(torch.float64)
-    return torch.where(den > 0, num / torch.where(den > 0, den, 1.0), float("nan"))
+    return _mmr(a.amax(dim=-1), den)
 
 
 def excess_kurtosis(x: torch.Tensor) -> float:
@@ -46,6 +57,29 @@ def _kurt_from_moments(n: float, s1: float, s2: float, s3: float, s4: float) -> 
     return float(m4 / (m2 * m2) - 3.0) if m2 > 0 else float("nan")
 
 
+def outlier_batch_stats(x: torch.Tensor) -> dict:
+    """One batch's contribution to :class:`OutlierAccumulator` (tokens x features): MMR sums, raw moments
+    and per-channel sums of squares. Elementwise work and per-token sums in the activations' dtype (float32
+    at least), sums over tokens in float64."""
+    x = x.detach().reshape(-1, x.shape[-1])
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    f64 = torch.float64
+    out = {"tokens": x.shape[0]}
+    a = x.abs()
+    peak = a.amax(dim=-1)
+    for kind, den in (("median", _median_abs(a)), ("mean", a.mean(dim=-1))):
+        r = _mmr(peak, den)
+        ok = torch.isfinite(r)
+        out[f"mmr_{kind}"] = (float(r[ok].sum()), int(ok.sum()))
+    x2 = x * x
+    out["moments"] = torch.stack([torch.tensor(float(x.numel()), dtype=f64, device=x.device),
+                                  x.sum(-1).to(f64).sum(), x2.sum(-1).to(f64).sum(),
+                                  (x2 * x).sum(-1).to(f64).sum(), (x2 * x2).sum(-1).to(f64).sum()]).cpu()
+    out["channel_sumsq"] = x2.sum(0).to(f64).cpu()
+    return out
+
+
 class OutlierAccumulator:
     """Streams a layer's inputs (tokens x features): token-averaged MMRs, excess kurtosis of all entries
     and of the per-channel RMS."""
@@ -58,19 +92,17 @@ class OutlierAccumulator:
         self.channel_sumsq: torch.Tensor | None = None
 
     def update(self, x: torch.Tensor) -> None:
-        # Elementwise work in the activations' dtype, every sum accumulated in float64.
-        x = x.detach().reshape(-1, x.shape[-1])
-        self.tokens += x.shape[0]
+        self.add(outlier_batch_stats(x))
+
+    def add(self, stats: dict) -> None:
+        """Adds :func:`outlier_batch_stats` (the same stats may go to several layers sharing an input)."""
+        self.tokens += stats["tokens"]
         for kind in ("median", "mean"):
-            r = mmr_per_token(x, kind)
-            ok = torch.isfinite(r)
-            setattr(self, f"mmr_{kind}_sum", getattr(self, f"mmr_{kind}_sum") + float(r[ok].sum()))
-            setattr(self, f"mmr_{kind}_n", getattr(self, f"mmr_{kind}_n") + int(ok.sum()))
-        f64 = torch.float64
-        x2 = x * x
-        self.moments += torch.stack([torch.tensor(float(x.numel()), dtype=f64), x.sum(dtype=f64),
-                                     x2.sum(dtype=f64), (x2 * x).sum(dtype=f64), (x2 * x2).sum(dtype=f64)]).cpu()
-        cs = x2.sum(0, dtype=f64).cpu()
+            total, n = stats[f"mmr_{kind}"]
+            setattr(self, f"mmr_{kind}_sum", getattr(self, f"mmr_{kind}_sum") + total)
+            setattr(self, f"mmr_{kind}_n", getattr(self, f"mmr_{kind}_n") + n)
+        self.moments = self.moments + stats["moments"]
+        cs = stats["channel_sumsq"]
         self.channel_sumsq = cs if self.channel_sumsq is None else self.channel_sumsq + cs
 
     def kurtosis(self) -> float:
