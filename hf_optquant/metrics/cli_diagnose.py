@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..ptq.cli import _bits
+from ..ptq.cli import add_scheme_arguments
 
 __all__ = ["add_arguments", "run"]
 
@@ -12,10 +12,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model dir (or Hub repo id, online)")
     p.add_argument("--out", required=True, help="output dir: summary.json, layers.parquet/.csv, outliers.csv, PNGs")
-    p.add_argument("--method", default="rtn", help="PTQ method whose error is decomposed: rtn or gptq")
-    p.add_argument("--w-bits", type=int, default=4, help="weight bits, 2-8")
-    p.add_argument("--a-bits", type=_bits, default=4, help="activation bits per token: 4, 8 or none")
-    p.add_argument("--granularity", default="row", help="weight scales: row, group:G or tensor")
+    add_scheme_arguments(p, method_help="PTQ method whose error is decomposed: rtn or gptq")
     p.add_argument("--n-batches", type=int, default=4, help="evaluation batches")
     p.add_argument("--batch-size", type=int, default=4, help="sequences per batch")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence")

@@ -6,7 +6,7 @@ import argparse
 from ..errors import ConfigError
 from .config import PTQConfig
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "add_scheme_arguments", "run"]
 
 
 def _bits(v: str):
@@ -18,13 +18,18 @@ def _bits(v: str):
         raise argparse.ArgumentTypeError(f"{v!r} is not a bit width (4, 8 or none)") from None
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model dir or Hub repo id")
-    p.add_argument("--out", required=True, help="output checkpoint dir (compressed-tensors)")
-    p.add_argument("--method", default="rtn", help="rtn (the paper's) or gptq")
+def add_scheme_arguments(p: argparse.ArgumentParser, method_help: str = "rtn (the paper's) or gptq") -> None:
+    """--method, --w-bits, --a-bits, --granularity: the PTQConfig fields every quantizing command takes."""
+    p.add_argument("--method", default="rtn", help=method_help)
     p.add_argument("--w-bits", type=int, default=4, help="weight bits, 2-8")
     p.add_argument("--a-bits", type=_bits, default=4, help="activation bits per token: 4, 8 or none")
     p.add_argument("--granularity", default="row", help="weight scales: row, group:G or tensor")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model dir or Hub repo id")
+    p.add_argument("--out", required=True, help="output checkpoint dir (compressed-tensors)")
+    add_scheme_arguments(p)
     p.add_argument("--targets", default="", help="comma-separated linear name suffixes (default: all in the blocks)")
     p.add_argument("--lm-head", action="store_true", help="also quantize the LM head (unties it)")
     p.add_argument("--act-order", action=argparse.BooleanOptionalAction, default=True,
