@@ -215,3 +215,29 @@ def test_diagnose_model_dir_that_is_not_a_model(tmp_path, capsys):
     (tmp_path / "m").mkdir()
     err = _one_line(capsys, ["diagnose", str(tmp_path / "m"), "--out", str(tmp_path / "d")])
     assert "model:" in err and not (tmp_path / "d").exists()
+
+
+def test_stage_forward_must_reproduce_the_models_logits():
+    # Phi keeps its final norm at model.final_layernorm: the staged forward finds it and gives the model's loss.
+    # Gemma-2 soft-caps its logits after the LM head, a step the stages do not know: one clear error, not
+    # silently wrong R and losses.
+    from transformers import Gemma2Config, Gemma2ForCausalLM, PhiConfig, PhiForCausalLM
+
+    from hf_optquant.errors import ConfigError
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 100, (2, 16), generator=torch.Generator().manual_seed(6))
+    phi = PhiForCausalLM(PhiConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=2)).eval()
+    res = diagnose_models(phi, quantize_model(phi, PTQConfig(w_bits=4, a_bits=4))[0], ids, batch_size=2,
+                          progress=False)
+    with torch.no_grad():
+        want = float(phi(input_ids=ids, labels=ids).loss)
+    assert res["summary"]["val_loss_fp"] == pytest.approx(want, rel=1e-5)
+    assert res["summary"]["stages"][-2]["stage"] == "norm"
+    gemma = Gemma2ForCausalLM(Gemma2Config(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                           num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                                           final_logit_softcapping=3.0)).eval()
+    with pytest.raises(ConfigError, match="model.*does not reproduce"):
+        diagnose_models(gemma, quantize_model(gemma, PTQConfig(w_bits=4, a_bits=4))[0], ids, batch_size=2,
+                        progress=False)

@@ -44,6 +44,11 @@ def test_not_a_causal_lm(tmp_path, capsys):
                                                    "num_attention_heads": 1, "intermediate_size": 8}))
     assert main(["ptq", str(bert), "--out", str(tmp_path / "q")]) == 2
     _one_error_line(capsys.readouterr().err, "model")
+    # A path that does not exist is named as a missing directory, not as a malformed Hub id
+    assert main(["ptq", str(tmp_path / "no" / "such"), "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err
+    _one_error_line(err, "model")
+    assert "no directory" in err
     # A Hub id while offline (tests run with HF_HUB_OFFLINE=1): same one-line error
     assert main(["ptq", "someone/not-downloaded-model", "--out", str(tmp_path / "q")]) == 2
     _one_error_line(capsys.readouterr().err, "model")

@@ -22,7 +22,6 @@ from .outlier_stats import weight_stats
 __all__ = ["MODULE_SETS", "module_selector", "model_stages", "diagnose_models", "diagnose_model_dir"]
 
 MODULE_SETS = ("block", "default", "linear", "sublayer", "all")  # default = block
-_FINAL_NORMS = ("model.norm", "model.decoder.final_layer_norm", "transformer.ln_f", "gpt_neox.final_layer_norm")
 
 
 def module_selector(modules: str, stage_names: set[str]):
@@ -52,31 +51,48 @@ def _get(model, path):
     return obj
 
 
-def model_stages(model, qmodel) -> tuple[list[tuple[str, torch.nn.Module, torch.nn.Module]], str]:
-    """``([(name, clean, quant)], path of the blocks)``: decoder blocks, final norm, LM head."""
+def model_stages(model, qmodel) -> tuple[list[tuple[str, torch.nn.Module, torch.nn.Module]], int]:
+    """``([(name, clean, quant)], number of decoder blocks)``: decoder blocks, final norm, LM head."""
     from ..ptq import decoder_blocks
+    from ..ptq.calibrate import FINAL_NORM_PATHS
 
     path, blocks = decoder_blocks(model)
     _, qblocks = decoder_blocks(qmodel)
     short = path.split(".")[-1]
     stages = [(f"{short}.{i}", b, qb) for i, (b, qb) in enumerate(zip(blocks, qblocks))]
-    for p in _FINAL_NORMS:
+    for p in FINAL_NORM_PATHS:
         norm, qnorm = _get(model, p), _get(qmodel, p)
         if norm is not None:
             stages.append(("norm", norm, qnorm))
             break
     stages.append(("lm_head", model.get_output_embeddings(), qmodel.get_output_embeddings()))
-    return stages, path
+    return stages, len(blocks)
 
 
 def _block_inputs(model, block, ids) -> tuple[torch.Tensor, dict]:
     from ..ptq.calibrate import capture_block_inputs
 
     (args, kwargs), = capture_block_inputs(model, block, ids, batch_size=ids.shape[0])
+    if len(args) > 1:
+        raise ConfigError("model", "its decoder blocks take extra positional inputs this diagnosis cannot forward",
+                          "use a Llama/OLMo/Qwen/Mistral-style causal LM")
     if args and isinstance(args[0], torch.Tensor):
-        return args[0], {**kwargs, **({} if len(args) == 1 else {"_extra_args": args[1:]})}
+        return args[0], dict(kwargs)
     kwargs = dict(kwargs)
     return kwargs.pop("hidden_states"), kwargs
+
+
+def _check_stages_reproduce(model, ids, logits) -> None:
+    """The stage-by-stage forward must give the model's own logits; an architecture with a step this diagnosis
+    does not know (a final norm elsewhere, logit soft-capping or scaling) would otherwise give wrong R and
+    losses without a word."""
+    ref = model(input_ids=ids).logits
+    err = float((ref - logits).abs().max())
+    if not err <= 1e-4 * max(1.0, float(ref.abs().max())):
+        raise ConfigError("model", f"the diagnosis's block-by-block forward does not reproduce this model's "
+                          f"logits (max difference {err:.3g}): it has a step between the decoder blocks and the "
+                          "logits that hf_optquant does not know", "use a Llama/OLMo/Qwen/Mistral/GPT-2/NeoX-style "
+                          "causal LM, or add its final-norm path to hf_optquant.ptq.calibrate.FINAL_NORM_PATHS")
 
 
 def _loss(logits, ids) -> tuple[float, int]:
@@ -99,38 +115,35 @@ def diagnose_models(model, qmodel, blocks: torch.Tensor, *, batch_size: int = 4,
                           "or comma-separated name suffixes such as q_proj,mlp")
     model.eval()
     qmodel.eval()
-    stages, _ = model_stages(model, qmodel)
+    stages, n_blocks = model_stages(model, qmodel)
     select = module_selector(modules, {s[0] for s in stages})
     if modules not in MODULE_SETS and not any(select(f"{n}.{sub}" if sub else n, m, not sub)
                                               for n, c, _ in stages for sub, m in c.named_modules()):
         raise ConfigError("modules", f"no module of the model matches {modules!r}",
                           "use name suffixes the model has (e.g. q_proj, mlp, self_attn) or block/linear/all")
     engine = ABCEngine(norm=norm, select=select, outliers=outliers)
-    n_blocks = len(stages) - 2 if stages[-2][0] == "norm" else len(stages) - 1
     device = next(model.parameters()).device
     loss = {"fp": 0.0, "q": 0.0, "n": 0}
     for i in tqdm(range(0, blocks.shape[0], batch_size), desc="diagnose", disable=not progress):
         ids = blocks[i:i + batch_size].to(device)
         h, kw = _block_inputs(model, stages[0][1], ids)
         hq, _ = _block_inputs(qmodel, stages[0][2], ids)
-        extra = kw.pop("_extra_args", ())
-        if extra:
-            raise ConfigError("model", "its decoder blocks take extra positional inputs this diagnosis cannot "
-                              "forward", "use a Llama/OLMo/Qwen/Mistral-style causal LM")
         for j, (name, clean, quant) in enumerate(stages):
             stage = Stage(name, clean, quant, kwargs=kw if j < n_blocks else {})
             h, hq = engine.run_stage(stage, h, hq)
+        if i == 0:
+            _check_stages_reproduce(model, ids, h)
         for key, logits in (("fp", h), ("q", hq)):
             total, n = _loss(logits, ids)
             loss[key] += total
         loss["n"] += n
     rows = engine.table()
     weights = {n: weight_stats(m.weight) for n, m in _named_linears(model, stages)} if outliers else {}
-    outliers = [{**r, **weights.get(r["module"], {})} for r in engine.outlier_table()]
+    outlier_rows = [{**r, **weights.get(r["module"], {})} for r in engine.outlier_table()]
     stage_rows = engine.stage_table()
     last_block = stage_rows[n_blocks - 1]
     def mean(key, geometric=False):  # over linear layers; layers where it is undefined (NaN) are left out
-        vals = [r[key] for r in outliers if math.isfinite(r[key])]
+        vals = [r[key] for r in outlier_rows if math.isfinite(r[key])]
         if not vals:
             return float("nan")
         if geometric:  # MMR spans decades (a ReLU^2 input's median is ~0): one layer would swamp a plain mean
@@ -144,7 +157,7 @@ def diagnose_models(model, qmodel, blocks: torch.Tensor, *, batch_size: int = 4,
                "r_per_layer": [{k: r.get(k) for k in ("module", "R", "A", "B", "C", "G", "G1", "G2")} for r in rows],
                "stages": stage_rows, "val_loss_fp": fp, "val_loss_q": q, "delta_val_loss": q - fp,
                "n_tokens": loss["n"], "n_sequences": int(blocks.shape[0]), "modules": modules, "norm": norm}
-    return {"summary": summary, "layers": rows, "outliers": outliers}
+    return {"summary": summary, "layers": rows, "outliers": outlier_rows}
 
 
 def _named_linears(model, stages):
@@ -158,8 +171,6 @@ def _eval_blocks(tok, dataset: str, split: str, n_batches: int, batch_size: int,
     from ..data import pack_tokens
     from ..data.packing import load_text_splits
 
-    if isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1:
-        raise ConfigError("n_batches", f"must be a positive integer, got {n_batches!r}", "use --n-batches 4")
     if tok is None:
         raise ConfigError("model", "the model dir has no tokenizer to encode evaluation text",
                           "save the tokenizer with the model (tokenizer.save_pretrained(dir))")
@@ -211,8 +222,9 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
         pd.DataFrame(res["outliers"]).to_csv(tmp / "outliers.csv", index=False)
         plot_abc(res["layers"], summary["stages"], tmp / "abc.png")
         plot_mmr(res["outliers"], tmp / "mmr.png")
-        atomic_write_json(tmp / "summary.json", _finite(summary))
-    return _finite(summary)
+        summary = _finite(summary)
+        atomic_write_json(tmp / "summary.json", summary)
+    return summary
 
 
 def _check_modules_on_meta(model_dir: str, modules: str) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..ptq.calibrate import hidden_of, with_hidden
 from .decomposition import GainAccumulator, abc_from_sums, abc_sums, gain_from_sums
 from .outlier_stats import OutlierAccumulator, outlier_batch_stats
 
@@ -34,18 +35,6 @@ def _first_tensor(out):
     if hasattr(out, "last_hidden_state"):
         return out.last_hidden_state
     raise TypeError(f"cannot find the output tensor in {type(out).__name__}")
-
-
-def _hidden_of(args: tuple, kwargs: dict) -> torch.Tensor:
-    if args and isinstance(args[0], torch.Tensor):
-        return args[0]
-    return kwargs["hidden_states"]
-
-
-def _with_hidden(args: tuple, kwargs: dict, h: torch.Tensor) -> tuple[tuple, dict]:
-    if args and isinstance(args[0], torch.Tensor):
-        return (h, *args[1:]), kwargs
-    return args, {**kwargs, "hidden_states": h}
 
 
 class ABCEngine:
@@ -82,7 +71,7 @@ class ABCEngine:
         def hook(module, args, kwargs):
             if self._busy:
                 return
-            x = _hidden_of(args, kwargs)
+            x = hidden_of(args, kwargs)
             # q/k/v (and gate/up) receive the very same tensor: compute its statistics once.
             hit = seen.get(id(x))
             if hit is None or hit[0] is not x or hit[1] != x._version:
@@ -102,13 +91,13 @@ class ABCEngine:
                 return
             c_args, c_kwargs, f_h = self._clean_records.pop(name)
             q_args, q_kwargs = store.pop(name)  # the raw input, before the module's own activation quant
-            h_in, hq_in = _hidden_of(c_args, c_kwargs), _hidden_of(q_args, q_kwargs)
+            h_in, hq_in = hidden_of(c_args, c_kwargs), hidden_of(q_args, q_kwargs)
             fq_hq = _first_tensor(output).detach()
             self._busy = True
             try:
-                f_hq = _first_tensor(clean_module(*_with_hidden(c_args, c_kwargs, hq_in)[0],
-                                                  **_with_hidden(c_args, c_kwargs, hq_in)[1])).detach()
-                qa, qk = _with_hidden(q_args, q_kwargs, h_in)
+                ca, ck = with_hidden(c_args, c_kwargs, hq_in)
+                f_hq = _first_tensor(clean_module(*ca, **ck)).detach()
+                qa, qk = with_hidden(q_args, q_kwargs, h_in)
                 fq_h = _first_tensor(module(*qa, **qk)).detach()
             finally:
                 self._busy = False

@@ -17,10 +17,14 @@ from ..errors import ConfigError
 from .actquant import attach_activation_quant
 from .gptq import hessian_update
 
-__all__ = ["decoder_blocks", "capture_block_inputs", "collect_hessians", "sequential_quantize"]
+__all__ = ["FINAL_NORM_PATHS", "decoder_blocks", "capture_block_inputs", "hidden_of", "with_hidden", "collect_hessians",
+           "sequential_quantize"]
 
 # Where common HF causal LMs keep their decoder blocks.
 _BLOCK_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "transformer.blocks")
+# The norm between the last block and the LM head, for the same families (MPT: norm_f, Phi: final_layernorm).
+FINAL_NORM_PATHS = ("model.norm", "model.decoder.final_layer_norm", "transformer.ln_f", "gpt_neox.final_layer_norm",
+                    "transformer.norm_f", "model.final_layernorm")
 
 def decoder_blocks(model: torch.nn.Module) -> tuple[str, list[torch.nn.Module]]:
     """``(path, blocks)`` of the model's decoder blocks."""
@@ -63,8 +67,16 @@ def capture_block_inputs(model: torch.nn.Module, block: torch.nn.Module, calibra
     return captured
 
 
-def _with_hidden(args: tuple, kwargs: dict, h: torch.Tensor) -> tuple[tuple, dict]:
-    if args:
+def hidden_of(args: tuple, kwargs: dict) -> torch.Tensor:
+    """The hidden state a block (or layer) was called with: first positional argument or ``hidden_states``."""
+    if args and isinstance(args[0], torch.Tensor):
+        return args[0]
+    return kwargs["hidden_states"]
+
+
+def with_hidden(args: tuple, kwargs: dict, h: torch.Tensor) -> tuple[tuple, dict]:
+    """The same call with the hidden state replaced by ``h``."""
+    if args and isinstance(args[0], torch.Tensor):
         return (h, *args[1:]), kwargs
     return args, {**kwargs, "hidden_states": h}
 
@@ -116,7 +128,7 @@ def sequential_quantize(model: torch.nn.Module, targets: dict[str, torch.nn.Line
         outs = []
         for args, kwargs in inputs:
             out = block(*args, **kwargs)
-            outs.append(_with_hidden(args, kwargs, out[0] if isinstance(out, tuple) else out))
+            outs.append(with_hidden(args, kwargs, out[0] if isinstance(out, tuple) else out))
         inputs = outs
     if rest:
         stats = {n: [None, 0] for n in rest}

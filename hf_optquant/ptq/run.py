@@ -19,6 +19,9 @@ def load_causal_lm(path: str, *, field: str = "model"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     p = Path(path)
+    if not p.exists() and (p.is_absolute() or str(path).startswith((".", "~")) or str(path).count("/") > 1):
+        raise ConfigError(field, f"there is no directory {path}", "give an existing model directory or a Hub id "
+                          "(NAMESPACE/NAME)")
     if p.exists() and not (p / "config.json").is_file():
         raise ConfigError(field, f"{path} has no config.json, so it is not a saved model",
                           "give a directory written by save_pretrained (config.json + weights) or a Hub id")
