@@ -16,32 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true")
 
 
-def _scatter(res: dict, out) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = ("mmr", "kurtosis", "r_l")
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6))
-    for ax, k in zip(axes, keys):
-        pts = [(r[k], r[res["target"]], r["name"]) for r in res["runs"] if r.get(k) is not None]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts])
-        for x, y, name in pts:
-            ax.annotate(name, (x, y), fontsize=6)
-        m = res["metrics"][k]
-        r = "n/a" if m["pearson"] is None else f"{m['pearson']:+.2f}"
-        ax.set(xlabel=k, ylabel=res["target"], title=f"{k}: Pearson {r} (paper {m['paper']:+.2f})")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-
-
 def run(args) -> int:
     import pandas as pd
 
     from ..io import atomic_dir, atomic_write_json
     from .correlate import correlate_runs
+    from .plots import plot_correlations
 
     res = correlate_runs(args.runs, target=args.target, n_boot=args.n_boot, seed=args.seed)
     with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
@@ -49,7 +29,7 @@ def run(args) -> int:
         pd.DataFrame([{"metric": k, **{f: v[f] for f in ("n", "pearson", "spearman", "paper")},
                        "pearson_lo": v["pearson_ci95"][0], "pearson_hi": v["pearson_ci95"][1]}
                       for k, v in res["metrics"].items()]).to_csv(tmp / "correlations.csv", index=False)
-        _scatter(res, tmp / "scatter.png")
+        plot_correlations(res, tmp / "scatter.png")
     for k, v in res["metrics"].items():
         print(f"{k:>22}: Pearson {v['pearson']}, Spearman {v['spearman']} (paper {v['paper']})")
     return 0

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["PAPER_CORRELATIONS", "METRICS", "correlation", "load_run", "correlate_runs"]
+__all__ = ["PAPER_CORRELATIONS", "METRICS", "correlation", "load_run", "correlate_records", "correlate_runs"]
 
 # The paper (760M, across optimizers): correlation of each metric with post-PTQ accuracy.
 PAPER_CORRELATIONS = {"mmr": 0.62, "kurtosis": 0.70, "r_l": -0.89}
@@ -54,19 +54,25 @@ def load_run(path) -> dict:
     return rec
 
 
+def correlate_records(records, *, target: str = "delta_val_loss", n_boot: int = 1000, seed: int = 0) -> dict:
+    """Each metric of ``records`` (dicts with ``name``, the metrics and ``target``) against ``target``; the
+    paper's values beside (their target is accuracy)."""
+    missing = [r["name"] for r in records if r.get(target) is None]
+    if missing:
+        raise ConfigError("target", f"{missing[0]} has no {target!r}",
+                          "use --target delta_val_loss, or put an eval.json with mean_acc_norm beside each run")
+    y = [r[target] for r in records]
+    rows = [{"name": r["name"], target: r[target], **{m: r.get(m) for m in METRICS}} for r in records]
+    return {"target": target, "runs": rows, "paper_target": "post-PTQ zero-shot accuracy (760M)",
+            "metrics": {m: {**correlation([r.get(m) if r.get(m) is not None else np.nan for r in records], y,
+                                          n_boot=n_boot, seed=seed),
+                            "paper": PAPER_CORRELATIONS.get(m)} for m in METRICS}}
+
+
 def correlate_runs(paths, *, target: str = "delta_val_loss", n_boot: int = 1000, seed: int = 0) -> dict:
-    """Each metric against ``target`` over the runs; the paper's values beside (their target is accuracy)."""
+    """:func:`correlate_records` over diagnose output dirs."""
     runs = [load_run(p) for p in paths]
     if len(runs) < 3:
         raise ConfigError("runs", f"{len(runs)} runs given; a correlation needs at least 3",
                           "pass three or more diagnose output dirs")
-    missing = [r["name"] for r in runs if r.get(target) is None]
-    if missing:
-        raise ConfigError("target", f"{missing[0]} has no {target!r}",
-                          "use --target delta_val_loss, or put an eval.json with mean_acc_norm beside each run")
-    y = [r[target] for r in runs]
-    rows = [{"name": r["name"], target: r[target], **{m: r.get(m) for m in METRICS}} for r in runs]
-    return {"target": target, "runs": rows, "paper_target": "post-PTQ zero-shot accuracy (760M)",
-            "metrics": {m: {**correlation([r.get(m) if r.get(m) is not None else np.nan for r in runs], y,
-                                          n_boot=n_boot, seed=seed),
-                            "paper": PAPER_CORRELATIONS.get(m)} for m in METRICS}}
+    return correlate_records(runs, target=target, n_boot=n_boot, seed=seed)

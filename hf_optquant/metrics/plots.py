@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["plot_abc", "plot_mmr"]
+__all__ = ["plot_abc", "plot_mmr", "plot_correlations"]
 
 
 def _plt():
@@ -45,6 +45,24 @@ def plot_mmr(outliers: list[dict], out: Path) -> None:
     ax.set_xticks(list(x), [r["module"] for r in outliers], rotation=60, fontsize=7)
     ax.set(yscale="log", ylabel="MMR (token mean)", title="Max-to-median ratio of linear inputs")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_correlations(res: dict, out: Path) -> None:
+    """One scatter per metric against the target, runs labelled (a :func:`correlate_runs` result)."""
+    plt = _plt()
+    keys = ("mmr", "kurtosis", "r_l")
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6))
+    for ax, k in zip(axes, keys):
+        pts = [(r[k], r[res["target"]], r["name"]) for r in res["runs"] if r.get(k) is not None]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts])
+        for x, y, name in pts:
+            ax.annotate(name, (x, y), fontsize=6)
+        m = res["metrics"][k]
+        r = "n/a" if m["pearson"] is None else f"{m['pearson']:+.2f}"
+        ax.set(xlabel=k, ylabel=res["target"], title=f"{k}: Pearson {r} (paper {m['paper']:+.2f})")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

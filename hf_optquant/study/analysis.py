@@ -28,10 +28,6 @@ def _once(path: Path, fn) -> None:
         atomic_write_json(path, fn())
 
 
-def _common_loss(cfg: StudyConfig, size: str) -> dict:
-    return common_loss_for_size(cfg, size)
-
-
 def _eval_blocks(cfg: StudyConfig, tokenizer):
     from ..data import pack_tokens
     from ..data.packing import cached_blocks, load_text_splits
@@ -65,7 +61,7 @@ def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
     for block in cfg.ptq:
         pcfg = PTQConfig(method=block.method, w_bits=block.w_bits, a_bits=block.a_bits,
                          granularity=block.granularity)
-        calib = calibration_ids(tok, "ptb" if cfg.dataset == "ptb" else "ptb", 32, cfg.block_size) \
+        calib = calibration_ids(tok, "ptb", 32, cfg.block_size) \
             if block.method == "gptq" else None
         qmodel, _ = quantize_model(model, pcfg, calibration=calib)
         q = quality(qmodel)
@@ -85,7 +81,7 @@ def _diagnose(cfg: StudyConfig, spec: RunSpec) -> dict:
     summary = diagnose_model_dir(ptq_rec["checkpoint"]["path"], out, method=block.method, w_bits=block.w_bits,
                                  a_bits=block.a_bits,
                                  granularity=block.granularity, n_batches=cfg.diagnose_batches,
-                                 seq_len=cfg.block_size, overwrite=True, progress=False)
+                                 seq_len=cfg.block_size, dataset=cfg.dataset, overwrite=True, progress=False)
     return {"available": True, **summary}
 
 
@@ -112,7 +108,7 @@ def analysis_steps(cfg: StudyConfig) -> list[tuple[str, callable]]:
     steps = []
     for size in cfg.sizes:
         steps.append((f"common loss {size}", partial(_once, a / f"common_loss_{size}.json",
-                                                     partial(_common_loss, cfg, size))))
+                                                     partial(common_loss_for_size, cfg, size))))
     for size in cfg.sizes:
         for opt in cfg.optimizers:
             for kind in ("ptq", "diagnose"):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-
 from ..errors import ConfigError
+from ..hub.cards import PAPER_RHO
 from ..io import atomic_write_json, atomic_write_text, read_json
-from ..metrics.correlate import PAPER_CORRELATIONS, correlation
+from ..metrics.correlate import PAPER_CORRELATIONS, correlate_records
 from ..scaling import FitSettings, fit_results_table
 from .common_loss import selected_fp_run
 from .config import RunSpec, StudyConfig
@@ -17,8 +17,6 @@ from .runs import run_dir
 __all__ = ["scaling_table", "fit_step", "correlate_step", "PAPER_RHO", "PAPER_CORRELATIONS"]
 
 logger = logging.getLogger(__name__)
-
-PAPER_RHO = {"adamw": 0.863, "muon": 0.852, "psgd": 0.739, "scion": 0.856, "shampoo": 0.879, "soap": 0.822}
 
 
 def scaling_table(cfg: StudyConfig):
@@ -63,17 +61,11 @@ def correlate_step(cfg: StudyConfig) -> None:
     if out.exists():
         return
     tag = cfg.ptq[0].tag
-    rows = []
+    records = []
     for size in cfg.sizes:
         for opt in cfg.optimizers:
             spec = selected_fp_run(cfg, opt, size)
             ptq = read_json(a / spec.run_id / "ptq.json")
             diag = read_json(a / spec.run_id / "diagnose.json")
-            if not diag.get("available"):
-                continue
-            rows.append({"optimizer": opt, "size": size, "degradation": ptq["ptq"][tag]["delta_val_loss"],
-                         **{k: diag.get(k) for k in ("mmr", "kurtosis", "r_l")}})
-    res = {"ptq": tag, "target": "post-PTQ val-loss increase (higher = worse)", "rows": rows, "metrics": {}}
-    for key in ("mmr", "kurtosis", "r_l"):
-        res["metrics"][key] = correlation([r[key] for r in rows], [r["degradation"] for r in rows]) if rows else {}
-    atomic_write_json(out, res)
+            records.append({**diag, "name": spec.run_id, "delta_val_loss": ptq["ptq"][tag]["delta_val_loss"]})
+    atomic_write_json(out, {"ptq": tag, **correlate_records(records, target="delta_val_loss")})

@@ -231,7 +231,7 @@ def write_report(cfg: StudyConfig) -> Path:
     # 5. Correlations.
     s += ["## 5. Which metric tracks PTQ degradation?", ""]
     corr = rec.get("correlations") or {}
-    if corr.get("rows"):
+    if corr.get("runs"):
         rows = []
         for key, label in (("mmr", "MMR"), ("kurtosis", "kurtosis"), ("r_l", "R_L")):
             c = corr["metrics"].get(key, {})
@@ -240,7 +240,7 @@ def write_report(cfg: StudyConfig) -> Path:
                          -PAPER_CORRELATIONS[key]])
         s.append(_table(["metric", "Pearson (ours)", "95% bootstrap", "Spearman (ours)",
                          "paper (vs degradation)"], rows))
-        s += ["", f"Ours: correlation with the post-PTQ val-loss increase over {len(corr['rows'])} runs. The "
+        s += ["", f"Ours: correlation with the post-PTQ val-loss increase over {len(corr['runs'])} runs. The "
               "paper's values are against post-PTQ accuracy at 760M (MMR +0.62, kurtosis +0.70, R_L -0.89); with "
               "degradation as the target their signs flip, as shown.", ""]
     else:
