@@ -124,20 +124,11 @@ def prepare(work: Path, size: str, n: int, seq_len: int, train_steps: int):
 
 
 def layer_hessians(model, calib, names):
-    import torch
-
-    from hf_optquant.ptq import hessian_update
+    from hf_optquant.ptq.calibrate import collect_hessians
 
     mods = dict(model.named_modules())
-    stats = {n: [None, 0] for n in names}
-    hooks = [mods[n].register_forward_pre_hook(
-        lambda m, a, n=n: stats[n].__setitem__(slice(0, 2), hessian_update(*stats[n], a[0]))) for n in names]
-    with torch.no_grad():
-        for i in range(0, calib.shape[0], 8):
-            model(input_ids=calib[i:i + 8])
-    for h in hooks:
-        h.remove()
-    return {n: s[0] for n, s in stats.items()}
+    calls = [((), {"input_ids": calib[i:i + 8]}) for i in range(0, calib.shape[0], 8)]
+    return {n: H for n, (H, _) in collect_hessians(model, {n: mods[n] for n in names}, calls).items()}
 
 
 def errors(model, weights: dict, H: dict) -> dict:

@@ -87,22 +87,13 @@ def _scion(groups: Groups, p) -> dict:
         pg.append({"params": groups["embed"], "name": "embed", "norm_type": LMONorm.SIGN, "scale": p.embed_scale,
                    "lr": p.embed_lr, "weight_decay": 0.0})
     hidden = SCION(pg, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, constraint=False)
-    side = _side_groups(groups, p.embed_lr, p.gain_lr, keys=("gain",))
-    out = {"hidden": hidden}
-    if side:
-        out["side"] = torch.optim.AdamW(side, lr=p.gain_lr, betas=p.side_betas, eps=p.side_eps, weight_decay=0.0)
-    return out
-
-
-_GRAFTS = ("rmsprop", "adagrad", "sgd", "sqrtn")
+    return {"hidden": hidden, **_side_adamw(groups, p, keys=("gain",))}
 
 
 def _shampoo(groups: Groups, p) -> dict:
     from pytorch_optimizer import ScalableShampoo
     from pytorch_optimizer.optimizer.utils.graft import LayerWiseGrafting
 
-    if p.graft not in _GRAFTS:
-        raise ConfigError("graft", f"unknown grafting {p.graft!r}", f"use one of {', '.join(_GRAFTS)}")
     hidden = ScalableShampoo(
         _hidden(groups, p), lr=p.lr, betas=p.betas, moving_average_for_momentum=p.moving_average_for_momentum,
         weight_decay=p.weight_decay, decoupled_weight_decay=True,

@@ -131,16 +131,9 @@ def sequential_quantize(model: torch.nn.Module, targets: dict[str, torch.nn.Line
             outs.append(with_hidden(args, kwargs, out[0] if isinstance(out, tuple) else out))
         inputs = outs
     if rest:
-        stats = {n: [None, 0] for n in rest}
-        hooks = [m.register_forward_pre_hook(
-            lambda mod, args, n=n: stats[n].__setitem__(slice(0, 2), hessian_update(*stats[n], args[0])))
-            for n, m in rest.items()]
-        try:
-            for i in range(0, calibration.shape[0], batch_size):
-                model(input_ids=calibration[i:i + batch_size], use_cache=False)
-        finally:
-            for h in hooks:
-                h.remove()
-        for n, m in rest.items():
-            quantize(n, m, stats[n][0])
+        # Run the whole (already quantized) model as the "block" that feeds these linears.
+        calls = [((), {"input_ids": calibration[i:i + batch_size], "use_cache": False})
+                 for i in range(0, calibration.shape[0], batch_size)]
+        for n, (H, _) in collect_hessians(model, rest, calls).items():
+            quantize(n, rest[n], H)
         attach_activation_quant(model, list(rest), a_bits)

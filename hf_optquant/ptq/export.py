@@ -26,7 +26,8 @@ import torch
 
 from ..errors import ConfigError
 from ..io import atomic_dir, atomic_write_json
-from ..quant import Granularity, dequantize_rtn, parse_granularity, validate_bits
+from ..quant import Granularity, dequantize_rtn, parse_granularity, qrange, validate_bits
+from .apply import untie_lm_head
 
 __all__ = ["save_compressed_checkpoint", "quantization_scheme", "storage_format"]
 
@@ -52,7 +53,7 @@ def quantization_scheme(w_bits: int, a_bits: int | None, gran: Granularity, targ
 
 
 def _check_qweights(modules: dict, qweights: dict, w_bits: int, gran: Granularity) -> None:
-    lo, hi = -(2 ** (w_bits - 1)), 2 ** (w_bits - 1) - 1
+    lo, hi = qrange(w_bits)
     for name, (q, s) in qweights.items():
         mod = modules.get(name)
         if not isinstance(mod, torch.nn.Linear):
@@ -95,10 +96,9 @@ def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torc
         mod._forward_pre_hooks.clear()
     modules = dict(m.named_modules())
     _check_qweights(modules, qweights, w_bits, gran)
-    head = m.get_output_embeddings()
-    if any(modules[n] is head for n in qweights) and getattr(m.config, "tie_word_embeddings", False):
-        head.weight = torch.nn.Parameter(head.weight.detach().clone())
-        m.config.tie_word_embeddings = False
+    head_quantized = any(modules[n] is m.get_output_embeddings() for n in qweights)
+    if head_quantized:
+        untie_lm_head(m)
     for name, (q, s) in qweights.items():
         w = modules[name].weight
         w.data = dequantize_rtn(q.float(), s.float().reshape(-1, s.shape[-1]), gran).to(w.dtype)
@@ -117,7 +117,7 @@ def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torc
     rec.update({"w_bits": w_bits, "a_bits": a_bits, "granularity": str(gran), "format": "compressed-tensors",
                 "storage_format": storage_format(w_bits, a_bits),
                 "compressed_tensors_version": metadata.version("compressed-tensors"),
-                "quantized_modules": sorted(qweights), "lm_head_quantized": any(modules[n] is head for n in qweights)})
+                "quantized_modules": sorted(qweights), "lm_head_quantized": head_quantized})
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         m.save_pretrained(tmp)
         compressor.update_config(str(tmp))

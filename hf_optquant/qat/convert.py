@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..quant import quantize_rtn
+from ..quant import dequantize_rtn, quantize_rtn
 from .config import QATConfig
 from .hadamard import block_hadamard
 from .numerics import quest_fake_quant
@@ -49,12 +49,10 @@ def deployed_qweights(model: nn.Module) -> tuple[dict[str, tuple[torch.Tensor, t
         if m.quantizer == "quest":
             eff = quest_deployed_weight(m.weight, m.w_bits, m.gran, m.hadamard_block)
             q, s = quantize_rtn(eff, m.w_bits, m.gran)
-            deployed = (q.reshape(q.shape[0], s.shape[1], -1) * s.unsqueeze(-1)).reshape(q.shape)
-            drift[name] = float((deployed - eff).norm() / eff.norm().clamp_min(1e-30))
-            out[name] = (q.to(torch.int8), s.to(m.weight.dtype))
+            drift[name] = float((dequantize_rtn(q, s, m.gran) - eff).norm() / eff.norm().clamp_min(1e-30))
         else:
             q, s = quantize_rtn(m.weight.detach().float(), m.w_bits, m.gran)
-            out[name] = (q.to(torch.int8), s.to(m.weight.dtype))
+        out[name] = (q.to(torch.int8), s.to(m.weight.dtype))
     return out, drift
 
 
