@@ -113,6 +113,13 @@ def test_checkpoint_card_shows_degradation_and_quant_tags(hub_env, model_dir, tm
     assert "shampoo" in text and str(tmp_path) not in text  # parent named, local path not leaked
     assert "More information needed" not in text
     assert json.loads(bundle.read("parent_run.json"))["config"]["hub_token"] == "<redacted>"
+    for name in ("eval.json", "quantization_record.json", "parent_run.json"):  # the records as uploaded too
+        assert str(tmp_path) not in bundle.read(name).decode(), name
+    assert json.loads(bundle.read("quantization_record.json"))["source_model"] == "run"
+    from hf_optquant.hub.sources import scrub_record
+
+    assert scrub_record({"source_model": "org/model", "p": ["~/x/y", "C:\\u\\m"]}) == {"source_model": "org/model",
+                                                                                   "p": ["y", "m"]}
 
 
 def test_scaling_section_puts_rho_beside_the_paper(tmp_path):

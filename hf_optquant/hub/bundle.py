@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..io import read_json
 from .cards import dataset_card, model_card, scaling_section
 from .schema import arrow_schema, merge_results, normalize_results
-from .sources import Source, find_parent_run, model_files, read_record, scrub_secrets
+from .sources import Source, find_parent_run, model_files, read_record, scrub_record
 
 __all__ = ["Bundle", "build_model_bundle", "build_study_bundle", "study_name", "results_to_parquet",
            "RESULTS_PATH", "study_prefix"]
@@ -56,12 +56,14 @@ def build_model_bundle(source: Source, repo_id: str, *, license: str = "apache-2
         _, run = find_parent_run(source.path, quant)
     else:
         run = read_record(source.path / "run.json")
+    # The card shows what is published: the same scrubbed records.
+    quant, eval_json, run = (scrub_record(r) if r is not None else None for r in (quant, eval_json, run))
     bundle = Bundle(repo_id=repo_id, repo_type="model")
     for name, path in files.items():
         # Records are re-serialised without secrets; model files go as they are.
-        bundle.files[name] = _json_bytes(scrub_secrets(read_json(path))) if name.endswith(".json") else path
+        bundle.files[name] = _json_bytes(scrub_record(read_json(path))) if name.endswith(".json") else path
     if run is not None and source.kind == "checkpoint":
-        bundle.files["parent_run.json"] = _json_bytes(scrub_secrets({k: v for k, v in run.items()
+        bundle.files["parent_run.json"] = _json_bytes(scrub_record({k: v for k, v in run.items()
                                                                     if k != "log_history"}))
     has_tok = any(n.startswith("tokenizer") for n in files)
     card = model_card(repo_id=repo_id, kind=source.kind, config=config, run=run, quant=quant, eval_json=eval_json,

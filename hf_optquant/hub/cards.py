@@ -226,14 +226,12 @@ def model_card(*, repo_id: str, kind: str, config: dict, run: dict | None, quant
         training_missing="No training record (`run.json`) was found for this model, so its optimizer and "
                          "budget are not stated here.",
         qat=_kv(qat) if qat else None,
-        ptq=_kv({k: (Path(str(v)).name if k == "source_model" and v else v)
-                 for k, v in (quant or {}).items() if k != "quantized_modules"}) if quant else None,
+        ptq=_kv({k: v for k, v in (quant or {}).items() if k != "quantized_modules"}) if quant else None,
         eval_rows=_eval_rows(eval_json),
         eval_missing="This model was published without an `eval.json`; run `hf-optquant eval` on it and "
                      "publish again to add its results.",
         degradation_rows=_degradation_rows(deg),
-        # Only the dir name: a local path may name the user's home directory.
-        parent=Path(str((deg or {}).get("baseline"))).name if (deg or {}).get("baseline") else NOT_RECORDED,
+        parent=(deg or {}).get("baseline") or NOT_RECORDED,  # records come scrubbed of local paths
         degradation_missing=("This is the full-precision model, so there is no parent to compare with."
                              if kind == "run" and not qat else
                              "No comparison with the full-precision parent was recorded (run `hf-optquant eval "

@@ -9,12 +9,14 @@ from __future__ import annotations
 import fnmatch
 import json
 from dataclasses import dataclass
-from pathlib import Path
+import re
+from pathlib import Path, PureWindowsPath
 
 from ..errors import ConfigError
 from ..io import read_json
 
-__all__ = ["Source", "detect_source", "model_files", "find_parent_run", "scrub_secrets", "read_record", "SECRET_KEYS"]
+__all__ = ["Source", "detect_source", "model_files", "find_parent_run", "scrub_record", "read_record",
+           "SECRET_KEYS"]
 
 # Top-level files of a model dir that make up the published model. Anything else stays local:
 # Trainer checkpoints, optimizer states and training_args.bin (a pickle) are not part of a model.
@@ -79,13 +81,26 @@ def find_parent_run(model_dir: Path, record: dict | None) -> tuple[Path | None, 
     return (src_path if src_path.is_dir() else None), None
 
 
-def scrub_secrets(obj):
-    """A copy of a JSON-like object with values of token-like keys replaced (never published)."""
+def _local_name(v: str) -> str | None:
+    """The last component of an absolute local path (POSIX, ~ or a Windows drive), else None."""
+    if v.startswith(("/", "~")):
+        return Path(v).name
+    if re.match(r"^[A-Za-z]:[\\/]", v):
+        return PureWindowsPath(v).name
+    return None
+
+
+def scrub_record(obj):
+    """A copy of a JSON-like record fit to publish: values of token-like keys replaced, and absolute local
+    paths cut to their last component (they may name the user's home directory; Hub ids stay whole)."""
     if isinstance(obj, dict):
-        return {k: ("<redacted>" if k.lower() in SECRET_KEYS and isinstance(v, str) and v else scrub_secrets(v))
+        return {k: ("<redacted>" if k.lower() in SECRET_KEYS and isinstance(v, str) and v else scrub_record(v))
                 for k, v in obj.items()}
     if isinstance(obj, list):
-        return [scrub_secrets(v) for v in obj]
+        return [scrub_record(v) for v in obj]
+    if isinstance(obj, str):
+        name = _local_name(obj)
+        return obj if name is None else name
     return obj
 
 
