@@ -30,11 +30,11 @@ def _once(path: Path, fn) -> None:
 
 def _eval_blocks(cfg: StudyConfig, tokenizer):
     from ..data import pack_tokens
-    from ..data.packing import cached_blocks, load_text_splits
+    from ..data.packing import cached_blocks, load_text_splits, packed_key
 
     # The same blocks the runs were evaluated on during training (cached beside the tokenizer).
     cache = cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
-    key = f"{Path(cfg.dataset).name}-{cfg.block_size}-validation-{cfg.max_eval_tokens}"
+    key = packed_key(cfg.dataset, "validation", cfg.block_size, max_tokens=cfg.max_eval_tokens)
     return cached_blocks(cache if Path(cache).is_dir() else None, key, lambda: pack_tokens(
         load_text_splits(cfg.dataset)["validation"], tokenizer, cfg.block_size, max_tokens=cfg.max_eval_tokens))
 

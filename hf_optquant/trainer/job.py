@@ -90,16 +90,16 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
     model = build_model(job.model, vocab_size=len(tok), seed=job.model_seed) if job.model in SIZE_PRESETS \
         else build_model(job.model)
     n_params = count_parameters(model)
-    from ..data.packing import BlockDataset, cached_blocks, pack_tokens
+    from ..data.packing import BlockDataset, cached_blocks, pack_tokens, packed_key
 
     # With a tokenizer dir (a study's shared one), the packed corpus is cached beside it.
     cache = job.tokenizer if job.tokenizer and Path(job.tokenizer).is_dir() else None
-    key = f"{Path(job.dataset).name}-{job.block_size}"
-    train_ds = BlockDataset(cached_blocks(cache, f"{key}-train",
+    ident = {"dataset_config": job.dataset_config, "text_column": job.text_column}
+    train_ds = BlockDataset(cached_blocks(cache, packed_key(job.dataset, "train", job.block_size, **ident),
                                           lambda: pack_tokens(splits["train"], tok, job.block_size)))
-    val_ds = BlockDataset(cached_blocks(cache, f"{key}-validation-{job.max_eval_tokens}",
-                                        lambda: pack_tokens(splits["validation"], tok, job.block_size,
-                                                            max_tokens=job.max_eval_tokens)))
+    val_key = packed_key(job.dataset, "validation", job.block_size, max_tokens=job.max_eval_tokens, **ident)
+    val_ds = BlockDataset(cached_blocks(cache, val_key, lambda: pack_tokens(
+        splits["validation"], tok, job.block_size, max_tokens=job.max_eval_tokens)))
     if job.tokens_per_param is not None:
         per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
         targs.max_steps = max(1, math.ceil(job.tokens_per_param * n_params / (per_step * job.block_size)))
