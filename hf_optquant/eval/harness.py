@@ -7,6 +7,7 @@ a small one).
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -22,9 +23,13 @@ def _manager(include_path: str | None, include_defaults: bool):
     return TaskManager(include_path=include_path, include_defaults=include_defaults)
 
 
-def task_manager(tasks: list[str], include_path: str | None = None):
+def task_manager(tasks: list[str], include_path: str | None = None, *, include_field: str = "include_path"):
     """A TaskManager that knows ``tasks``. Indexing the harness's thousands of built-in YAMLs
-    takes about a minute on a small CPU, so local tasks are looked up alone first."""
+    takes about a minute on a small CPU, so local tasks are looked up alone first. ``include_field`` names
+    the caller's setting in the error for a missing directory."""
+    if include_path and not Path(include_path).is_dir():
+        raise ConfigError(include_field, f"{include_path} is not a directory",
+                          "point it at a directory of lm-eval task YAMLs, or remove it")
     if include_path:
         local = _manager(str(include_path), False)
         if all(t in local.all_tasks for t in tasks):

@@ -1,6 +1,7 @@
 """Evaluate a checkpoint and write ``eval.json`` beside it (format in docs/DEVELOPING.md)."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -12,12 +13,16 @@ __all__ = ["DEGRADATION_METRIC", "degradation", "degradation_record", "evaluate_
 DEGRADATION_METRIC = str(Path(__file__).with_name("degradation"))
 
 
-def degradation(before: float, after: float, *, higher_is_better: bool) -> dict:
-    """``{before, after, absolute, relative, drop}`` through the local ``evaluate`` module."""
+@functools.lru_cache(maxsize=1)
+def _degradation_metric():
     import evaluate
 
-    metric = evaluate.load(DEGRADATION_METRIC)
-    return metric.compute(predictions=[after], references=[before], higher_is_better=higher_is_better)
+    return evaluate.load(DEGRADATION_METRIC)
+
+
+def degradation(before: float, after: float, *, higher_is_better: bool) -> dict:
+    """``{before, after, absolute, relative, drop}`` through the local ``evaluate`` module."""
+    return _degradation_metric().compute(predictions=[after], references=[before], higher_is_better=higher_is_better)
 
 
 def degradation_record(base: dict, res: dict, baseline: str) -> dict:

@@ -27,20 +27,10 @@ def _tokenizer_dir(cfg: StudyConfig) -> str:
 
 def _check_tasks(cfg: StudyConfig) -> None:
     """Unknown evaluation tasks fail before any training starts."""
-    if not cfg.tasks:
-        return
-    from ..errors import ConfigError
+    if cfg.tasks:
+        from ..eval.harness import task_manager
 
-    if cfg.task_include_path and not Path(cfg.task_include_path).is_dir():
-        raise ConfigError("task_include_path", f"{cfg.task_include_path} is not a directory",
-                          "point it at a directory of lm-eval task YAMLs, or remove it")
-    from lm_eval.tasks import TaskManager
-
-    tm = TaskManager(include_path=cfg.task_include_path) if cfg.task_include_path else TaskManager()
-    unknown = [t for t in cfg.tasks if t not in tm.all_tasks]
-    if unknown:
-        raise ConfigError("tasks", f"unknown lm-eval task(s) {unknown}",
-                          "use harness task names (online) or local tasks with task_include_path")
+        task_manager(list(cfg.tasks), cfg.task_include_path, include_field="task_include_path")
 
 
 def _check_budget(cfg: StudyConfig) -> None:
@@ -66,10 +56,15 @@ def _check_budget(cfg: StudyConfig) -> None:
 
 def _save_config(cfg: StudyConfig) -> None:
     import dataclasses
+    import json
 
+    path = Path(cfg.output_dir) / "study_config.json"
+    record = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    if path.is_file() and read_json(path) == record:
+        return  # checked and saved by an earlier command (each --run job would otherwise re-index lm-eval)
     _check_budget(cfg)
     _check_tasks(cfg)
-    atomic_write_json(Path(cfg.output_dir) / "study_config.json", dataclasses.asdict(cfg))
+    atomic_write_json(path, record)
 
 
 def train_one(cfg: StudyConfig, run_id: str) -> Path:
