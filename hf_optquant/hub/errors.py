@@ -42,10 +42,10 @@ def hub_error(exc: BaseException, *, endpoint: str, repo_id: str, token: str | N
         if status >= 500:
             return ConfigError("endpoint", f"{said}: server error; nothing was committed", "retry later")
         return ConfigError("endpoint", said, "check the repo id and the files being published")
-    if "xet" in str(exc).lower():
-        return ConfigError("upload", f"Xet upload to {endpoint} failed ({_clean(exc, token)}); nothing was committed",
-                           "for an endpoint without Xet storage set HF_HUB_DISABLE_XET=1; else retry later")
-    if isinstance(exc, (RuntimeError, ValueError)) and ("LFS" in str(exc) or "uploading" in str(exc).lower()):
+    text = str(exc)
+    # An upload wrapper (LFS, or Xet's ConnectionError): report the HTTP/network failure inside it if any.
+    if isinstance(exc, (RuntimeError, ValueError, OSError)) and (
+            "LFS" in text or "uploading" in text.lower() or "xet" in text.lower()):
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         nested = hub_error(cause, endpoint=endpoint, repo_id=repo_id, token=token) if cause is not exc else None
         if nested is not None:
