@@ -35,23 +35,26 @@ def _check_tasks(cfg: StudyConfig) -> None:
 
 def _check_budget(cfg: StudyConfig) -> None:
     """A budget that ends before the first evaluation leaves no Common-Loss snapshot: refuse it up front."""
-    import math
-
     import torch
 
     from ..errors import ConfigError
     from ..models import build_model, count_parameters
+    from ..trainer.job import budget_steps
 
+    # As the runs will be configured (train_overrides included), on one process.
+    over = cfg.train_overrides or {}
+    per_step = over.get("per_device_train_batch_size", cfg.batch_size) * over.get("gradient_accumulation_steps", 1)
+    every = over.get("eval_steps", cfg.eval_every)
     for size in cfg.sizes:
         with torch.device("meta"):  # shapes only: no memory, no init
             n = count_parameters(build_model(size, vocab_size=cfg.vocab_size))
-        steps = max(1, math.ceil(cfg.tokens_per_param * n / (cfg.batch_size * cfg.block_size)))
-        if steps < cfg.eval_every:
+        steps = budget_steps(cfg.tokens_per_param, n, per_step, cfg.block_size)
+        if steps < every:
             raise ConfigError("tokens_per_param", f"{size} ({n:,} parameters) gets {steps} steps at "
-                              f"{cfg.tokens_per_param} tokens/parameter, fewer than eval_every={cfg.eval_every}, "
+                              f"{cfg.tokens_per_param} tokens/parameter, fewer than eval_every={every}, "
                               "so it is never evaluated and has no Common-Loss checkpoint",
                               f"raise tokens_per_param to at least "
-                              f"{cfg.eval_every * cfg.batch_size * cfg.block_size / n:.3g} or lower eval_every")
+                              f"{every * per_step * cfg.block_size / n:.3g} or lower eval_every")
 
 
 def _save_config(cfg: StudyConfig) -> None:

@@ -13,7 +13,7 @@ from typing import Optional
 
 from ..errors import ConfigError
 
-__all__ = ["TrainJobArguments", "run_training", "last_checkpoint"]
+__all__ = ["TrainJobArguments", "budget_steps", "run_training", "last_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,11 @@ class TrainJobArguments:
             raise ConfigError("tokens_per_param", "must be positive", "use e.g. 20 (the paper's budget)")
         if self.vocab_size is not None and self.vocab_size < 260:
             raise ConfigError("vocab_size", "a byte-level BPE needs at least 257 tokens", "use e.g. 2048")
+
+
+def budget_steps(tokens_per_param: float, n_params: int, sequences_per_step: int, block_size: int) -> int:
+    """Optimizer steps for a budget of ``tokens_per_param`` tokens per parameter (at least one)."""
+    return max(1, math.ceil(tokens_per_param * n_params / (sequences_per_step * block_size)))
 
 
 def last_checkpoint(output_dir: str | Path) -> Path | None:
@@ -102,7 +107,7 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
         splits["validation"], tok, job.block_size, max_tokens=job.max_eval_tokens)))
     if job.tokens_per_param is not None:
         per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
-        targs.max_steps = max(1, math.ceil(job.tokens_per_param * n_params / (per_step * job.block_size)))
+        targs.max_steps = budget_steps(job.tokens_per_param, n_params, per_step, job.block_size)
     if targs.max_steps <= 0:
         targs.max_steps = math.ceil(len(train_ds) * targs.num_train_epochs /
                                     (targs.per_device_train_batch_size * targs.gradient_accumulation_steps *
