@@ -50,13 +50,21 @@ def run(args) -> int:
                     targets=tuple(t for t in args.targets.split(",") if t), lm_head=args.lm_head,
                     act_order=args.act_order, damp=args.damp, block_size=args.block_size)
     if args.backend == "optimum":
+        from transformers import AutoTokenizer
+
         from .optimum_backend import run_optimum_gptq
-        from .run import load_causal_lm
+        from .run import calibration_ids
 
         if cfg.method != "gptq":
             raise ConfigError("method", "the optimum backend runs GPTQ only", "pass --method gptq")
-        _, tok = load_causal_lm(args.model)
-        texts = [tok.decode(row) for row in _calibration(tok, args)]
+        try:  # the tokenizer only: optimum loads the model itself
+            tok = AutoTokenizer.from_pretrained(args.model)
+        except (OSError, ValueError) as exc:
+            why = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise ConfigError("model", f"cannot load a tokenizer from {args.model!r} ({why})",
+                              "give a model dir saved with its tokenizer, or a Hub id") from None
+        ids = calibration_ids(tok, args.calibration, args.n_calibration, args.seq_len, args.seed)
+        texts = [tok.decode(row) for row in ids]
         out = run_optimum_gptq(args.model, args.out, cfg, calibration_texts=texts, overwrite=args.overwrite)
     else:
         from .run import run_ptq
@@ -66,8 +74,3 @@ def run(args) -> int:
     print(f"quantized checkpoint: {out}")
     return 0
 
-
-def _calibration(tok, args):
-    from .run import calibration_ids
-
-    return calibration_ids(tok, args.calibration, args.n_calibration, args.seq_len, args.seed)
