@@ -125,3 +125,16 @@ def test_w4a4_hurts_and_w8a8_is_close(trained_tiny_dir):
     assert w4 > fp * 1.01
     assert abs(w8 - fp) < 0.01 * fp
     assert abs(w8 - fp) < (w4 - fp) / 5
+
+
+def test_flat_per_row_scales_save_the_same_checkpoint(trained_tiny_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    model, _ = load_causal_lm(str(trained_tiny_dir))
+    _, qweights = quantize_model(model, PTQConfig(w_bits=4, a_bits=None))
+    flat = {n: (q, s.flatten()) for n, (q, s) in qweights.items()}  # (rows,) instead of (rows, 1)
+    for name, qw in (("2d", qweights), ("1d", flat)):
+        save_compressed_checkpoint(model, tmp_path / name, qweights=qw, w_bits=4, a_bits=None, granularity="row",
+                                   record={"method": "rtn"})
+    a, b = load_file(tmp_path / "2d" / "model.safetensors"), load_file(tmp_path / "1d" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

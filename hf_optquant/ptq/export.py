@@ -101,7 +101,8 @@ def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torc
         untie_lm_head(m)
     for name, (q, s) in qweights.items():
         w = modules[name].weight
-        w.data = dequantize_rtn(q.float(), s.float().reshape(-1, s.shape[-1]), gran).to(w.dtype)
+        rows = 1 if gran.kind == "tensor" else w.shape[0]  # _check_qweights allows any shape of the right size
+        w.data = dequantize_rtn(q.float(), s.float().reshape(rows, -1), gran).to(w.dtype)
     scheme = quantization_scheme(w_bits, a_bits, gran, targets=sorted(qweights))
     ignore = [n for n, mod in modules.items() if isinstance(mod, torch.nn.Linear) and n not in qweights]
     qcfg = QuantizationConfig(config_groups={"group_0": scheme}, ignore=ignore, quantization_status="frozen")
