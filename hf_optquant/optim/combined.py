@@ -68,8 +68,8 @@ class CombinedOptimizer(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict) -> None:
         # torch's version would append to our merged view only, and step() would never see it.
-        if not hasattr(self, "optimizers") or not self.param_groups:
-            return super().add_param_group(param_group)  # torch's __init__
+        if not self.param_groups:
+            return super().add_param_group(param_group)  # torch's __init__ adding our merged group
         raise NotImplementedError("CombinedOptimizer: add the group to one of .optimizers, then rebuild it")
 
     def __repr__(self) -> str:
