@@ -120,18 +120,34 @@ class GainAccumulator:
         self._HH = HH if self._HH is None else self._HH + HH
 
     def sums(self) -> dict[str, float]:
+        return self.factors(sums_only=True)
+
+    def factors(self, *, sums_only: bool = False) -> dict[str, float]:
+        """G1 and G2 (see :func:`gain_from_sums`); on the Gram path M^T M and W^T W serve both the sums and
+        the spectral norms, so a vocabulary-sized head is multiplied out once."""
         if not self.gram or self._DD is None:
-            return dict(self._sums)
+            return dict(self._sums) if sums_only else gain_from_sums(self.W, self.Wq, self._sums)
         W = self.W.detach().to(self._DD.device, torch.float64)
         M = 0.5 * (W + self.Wq.detach().to(W.device, torch.float64))
-        return {"Md": float(((M.T @ M) * self._DD).sum()), "d": float(self._DD.trace()),
-                "Wh": float(((W.T @ W) * self._HH).sum()), "h": float(self._HH.trace())}
+        MtM, WtW = M.T @ M, W.T @ W
+        s = {"Md": float((MtM * self._DD).sum()), "d": float(self._DD.trace()),
+             "Wh": float((WtW * self._HH).sum()), "h": float(self._HH.trace())}
+        return s if sums_only else _gain_factors(_top_eig(MtM), _top_eig(WtW), s)
 
 
-def _spectral_norm(A: torch.Tensor) -> float:
+def _top_eig(G: torch.Tensor) -> float:
+    return float(torch.linalg.eigvalsh(G)[-1].clamp_min(0))
+
+
+def _spectral_norm_sq(A: torch.Tensor) -> float:
     # From the smaller Gram matrix's top eigenvalue: an SVD of a vocabulary-sized head takes far longer.
-    G = A.T @ A if A.shape[0] >= A.shape[1] else A @ A.T
-    return float(torch.linalg.eigvalsh(G)[-1].clamp_min(0).sqrt())
+    return _top_eig(A.T @ A if A.shape[0] >= A.shape[1] else A @ A.T)
+
+
+def _gain_factors(sM2: float, sW2: float, s: dict[str, float]) -> dict[str, float]:
+    if not (s["d"] > 0 and s["h"] > 0 and s["Wh"] > 0):
+        return {"G1": sM2 / sW2, "G2": float("nan")}
+    return {"G1": sM2 / sW2, "G2": (s["Md"] / (sM2 * s["d"])) / (s["Wh"] / (sW2 * s["h"]))}
 
 
 def gain_from_sums(W: torch.Tensor, Wq: torch.Tensor, s: dict[str, float]) -> dict[str, float]:
@@ -141,11 +157,6 @@ def gain_from_sums(W: torch.Tensor, Wq: torch.Tensor, s: dict[str, float]) -> di
     G1 * G2 = (sum |M d|^2 sum |h|^2) / (sum |d|^2 sum |W h|^2), which equals G = A / R_in exactly when
     a = M d, i.e. for a bias-free linear whose activations are not quantized (activation noise lands in a).
     """
-    W64, Wq64 = W.detach().to(torch.float64), Wq.detach().to(torch.float64)
-    M = 0.5 * (W64 + Wq64)
-    sM, sW = _spectral_norm(M), _spectral_norm(W64)
-    if not (s["d"] > 0 and s["h"] > 0 and s["Wh"] > 0):
-        return {"G1": float((sM / sW) ** 2), "G2": float("nan")}
-    cos_phi2 = s["Md"] / (float(sM) ** 2 * s["d"])
-    cos_psi2 = s["Wh"] / (float(sW) ** 2 * s["h"])
-    return {"G1": float((sM / sW) ** 2), "G2": cos_phi2 / cos_psi2}
+    W64 = W.detach().to(torch.float64)
+    M = 0.5 * (W64 + Wq.detach().to(torch.float64))
+    return _gain_factors(_spectral_norm_sq(M), _spectral_norm_sq(W64), s)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..ptq.calibrate import hidden_of, with_hidden
-from .decomposition import GainAccumulator, abc_from_sums, abc_sums, gain_from_sums
+from .decomposition import GainAccumulator, abc_from_sums, abc_sums
 from .outlier_stats import OutlierAccumulator, outlier_batch_stats
 
 __all__ = ["Stage", "ABCEngine"]
@@ -162,8 +162,7 @@ class ABCEngine:
         for name in self.order:
             row = {"module": name, **abc_from_sums(self.sums[name])}
             if name in self.gains:
-                g = self.gains[name]
-                row.update(gain_from_sums(g.W, g.Wq, g.sums()))
+                row.update(self.gains[name].factors())
             rows.append(row)
         return rows
 
