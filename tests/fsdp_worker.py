@@ -57,6 +57,7 @@ def global_mean(t):
     return float(t)
 
 
+@torch.no_grad()
 def full_params(m):
     out = {}
     for n, p in m.named_parameters():

@@ -238,11 +238,12 @@ def gather_matrix_optimizers(name: str, subs: dict[str, torch.optim.Optimizer]) 
     return {k: GatheredOptimizer(o) if k == "hidden" else o for k, o in subs.items()}
 
 
-def _tensor_bytes(obj: Any, seen: set[int]) -> int:
+def _tensor_bytes(obj: Any, seen: set) -> int:
     if isinstance(obj, torch.Tensor):
         t = obj.to_local() if is_sharded(obj) else obj
-        key = id(t)
-        if key in seen:
+        # Storage address, not id(): to_local() returns temporaries whose ids get reused.
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel())
+        if t.numel() and key in seen:
             return 0
         seen.add(key)
         return t.numel() * t.element_size()
@@ -258,7 +259,7 @@ def _tensor_bytes(obj: Any, seen: set[int]) -> int:
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes of optimizer state held by this rank (a DTensor counts its local shard)."""
     subs = getattr(optimizer, "optimizers", None) or {"": optimizer}
-    seen: set[int] = set()
+    seen: set = set()
     return sum(_tensor_bytes(dict(o.state), seen) for o in subs.values())
 
 
