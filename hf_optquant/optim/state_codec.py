@@ -99,7 +99,13 @@ def _plain(value: Any, where: str) -> Any:
 
 
 def encode_state(state_dict: dict) -> dict:
-    """An optimizer's ``state_dict()`` as plain data (see the module docstring)."""
+    """An optimizer's ``state_dict()`` as plain data (see the module docstring).
+
+    A dict without ``param_groups`` is an envelope around one (e.g. a rank's shard under FSDP2,
+    ``optim/distributed.py``): its dict values are encoded the same way.
+    """
+    if not isinstance(state_dict.get("param_groups"), list):
+        return {k: encode_state(v) if isinstance(v, dict) else _plain(v, str(k)) for k, v in state_dict.items()}
     groups = []
     for i, g in enumerate(state_dict.get("param_groups", [])):
         groups.append({k: {_LIVE: _describe(v)} if _is_config_object(v) else _plain(v, f"param_groups[{i}].{k}")
@@ -183,8 +189,15 @@ def decode_state(encoded: Any, live_param_groups: list[dict]) -> dict:
 
     Raises ``ConfigError`` (one line) for anything outside the schema; nothing the file names is called.
     """
-    if not isinstance(encoded, dict) or not isinstance(encoded.get("param_groups"), list):
+    if not isinstance(encoded, dict):
         raise _refuse("state", "is not an optimizer state_dict")
+    if "param_groups" not in encoded:  # an envelope (see encode_state)
+        if any(k in (_OBJ, _ENUM, _TUPLE, _LIVE, _CALLABLE) for k in encoded):
+            raise _refuse("state", "is not an optimizer state_dict")
+        return {k: decode_state(v, live_param_groups) if isinstance(v, dict) else _decode(v, str(k))
+                for k, v in encoded.items()}
+    if not isinstance(encoded["param_groups"], list):
+        raise _refuse("param_groups", "is not a list")
     groups = encoded["param_groups"]
     if len(groups) != len(live_param_groups):
         raise _refuse("param_groups", f"has {len(groups)} groups, the optimizer has {len(live_param_groups)}")
