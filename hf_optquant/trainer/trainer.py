@@ -91,11 +91,26 @@ class OptQuantTrainer(Trainer):
         per_step = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
         return int(step * per_step * self.args.world_size * self.block_size)
 
+    def _run_epoch(self, *args, **kwargs):
+        # HF Trainer's loop trains a step before it first compares global_step with max_steps, so a
+        # run resumed from its last checkpoint (killed after checkpoint-N of N, before run.json)
+        # trained step N+1. No epoch starts once the budget is spent.
+        if self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps:
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
     def train(self, *args, **kwargs):
         """Train, then evaluate, save the final model to ``output_dir`` and write ``run.json`` last
         (so a run dir with ``run.json`` is always complete)."""
         start = time.time()
         out = super().train(*args, **kwargs)
+        if getattr(self, "_initial_global_step", -1) >= out.global_step and self.state.log_history:
+            # Resumed from a finished checkpoint: HF's "train_loss" of zero steps is 0/0.001 = 0, not a loss.
+            summary = self.state.log_history[-1]
+            if "train_loss" in summary:
+                summary["train_loss"] = None
+                out.metrics["train_loss"] = None
         final = self.evaluate() if self.eval_dataset is not None else {}
         self.save_model(self.args.output_dir)
         if self.is_world_process_zero():
