@@ -31,7 +31,6 @@ import torch
 import torch.distributed as dist
 
 from ..errors import ConfigError
-from .state_codec import CALLABLE
 
 __all__ = ["GATHERED", "GatheredOptimizer", "gather_matrix_optimizers", "is_sharded", "state_bytes",
            "sharded_state_dict", "load_sharded_state_dict"]
@@ -214,10 +213,7 @@ class GatheredOptimizer(torch.optim.Optimizer):
             raise ConfigError("resume_from_checkpoint",
                               f"optimizer shard of rank {info['rank']} of {info['world_size']} loaded on rank "
                               f"{self._rank} of {world}", "resume with the same number of processes")
-        for group, live in zip(info["state"].get("param_groups", []), self.inner.param_groups):
-            for k, v in group.items():  # schedule functions are not saved: keep the live ones
-                if isinstance(v, dict) and v.get(CALLABLE):
-                    group[k] = live[k]
+        # CombinedOptimizer's state_codec has already put the live schedule functions / enums in the groups.
         # torch casts loaded state to each param's dtype/device: the proxies carry both (not the size).
         saved = self._swap_in()
         try:
