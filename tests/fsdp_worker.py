@@ -17,7 +17,8 @@ from torch.distributed.fsdp import fully_shard
 
 from hf_optquant.models import build_model
 from hf_optquant.optim import build_optimizer
-from hf_optquant.optim.distributed import load_sharded_state_dict, sharded_state_dict, state_bytes
+from hf_optquant.optim.distributed import state_bytes
+from hf_optquant.trainer.parallel import load_optimizer_shard, save_optimizer_shard
 
 STEPS, VOCAB, SEQ, GLOBAL_BATCH = 4, 256, 32, 8
 # Preconditioners from the first steps, so that 4 steps exercise the matrix computations.
@@ -118,8 +119,8 @@ def resume_check(name, kw, local, uninterrupted, ckpt: Path) -> float:
     opt = build_optimizer(name, m, **kw)
     train(m, opt, local, 2, [])
     dcp.save({"model": get_model_state_dict(m)}, checkpoint_id=str(ckpt / "model"))
-    rank = dist.get_rank()
-    torch.save(sharded_state_dict(opt), ckpt / f"optimizer_rank{rank}.pt")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    save_optimizer_shard(opt, ckpt, rank, world)  # what OptQuantTrainer writes under FSDP2
     rng = torch.get_rng_state()  # PSGD draws random probes (the Trainer saves this per rank too)
     dist.barrier()
     torch.manual_seed(123)  # different init: everything must come from the checkpoint
@@ -128,7 +129,7 @@ def resume_check(name, kw, local, uninterrupted, ckpt: Path) -> float:
     sd = {"model": get_model_state_dict(m2)}
     dcp.load(sd, checkpoint_id=str(ckpt / "model"))
     set_model_state_dict(m2, sd["model"])
-    load_sharded_state_dict(opt2, torch.load(ckpt / f"optimizer_rank{rank}.pt", weights_only=True))
+    load_optimizer_shard(opt2, ckpt, rank, world)
     torch.set_rng_state(rng)
     train(m2, opt2, local, STEPS - 2, [])
     full = full_params(m2)

@@ -24,7 +24,8 @@ need none of this: they run on the local shards, which is exactly the same updat
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.distributed as dist
