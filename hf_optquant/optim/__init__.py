@@ -2,7 +2,8 @@
 from .builders import OPTIMIZERS, build_optimizer, optimizer_hparams
 from .combined import CombinedOptimizer
 from .presets import PRESETS, AdamWPreset, MuonPreset, PSGDPreset, ScionPreset, ShampooPreset, SOAPPreset
-from .routing import route_parameters
+from .routing import route_parameters, transposed_weights
+from .shampoo import Shampoo
 
 __all__ = [
     "OPTIMIZERS",
@@ -10,6 +11,8 @@ __all__ = [
     "build_optimizer",
     "optimizer_hparams",
     "route_parameters",
+    "transposed_weights",
+    "Shampoo",
     "CombinedOptimizer",
     "AdamWPreset",
     "MuonPreset",
