@@ -201,7 +201,8 @@ class ShampooPreset(_Base, _SideChoice):
     nesterov: bool = field(default=False, metadata=_h("code (ant): Meta's default, False"))
     precondition_frequency: int = field(default=20, metadata=_h("paper: 20"))
     start_preconditioning_step: int = field(default=20, metadata=_h(
-        "code (ant): Meta's -1, i.e. the precondition frequency; Adam-graft-only steps before it"))
+        "code (ant): Meta's -1, i.e. the precondition frequency; Adam-graft-only steps before it (Meta requires "
+        ">= the frequency; any step >= 1 works here)"))
     max_preconditioner_dim: int = field(default=12288, metadata=_h("paper: 12288 (larger dims are blocked)"))
     bias_correction: bool = field(default=True, metadata=_h("paper: bias correction of the factors and moments"))
     merge_small_dims: bool = field(default=False, metadata=_h(
@@ -218,10 +219,6 @@ class ShampooPreset(_Base, _SideChoice):
             _fail("momentum", self.momentum, "in [0, 1)", "0")
         if self.grafting_beta2 is not None and not (_is_number(self.grafting_beta2) and 0 <= self.grafting_beta2 <= 1):
             _fail("grafting_beta2", self.grafting_beta2, "a number in [0, 1]", "0.95")
-        if self.start_preconditioning_step < self.precondition_frequency:
-            _fail("start_preconditioning_step", self.start_preconditioning_step,
-                  f">= precondition_frequency ({self.precondition_frequency}) as in Meta's Shampoo",
-                  str(self.precondition_frequency))
 
 
 @dataclass(kw_only=True)

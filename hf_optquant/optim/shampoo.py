@@ -176,7 +176,10 @@ class Shampoo(torch.optim.Optimizer):
         for b, g in enumerate(self._blocks(grad, group)):
             g32 = g.float()
             for k, f in enumerate(self._factors(state, b, g.dim())):
-                if beta2 == 1.0:
+                if g.dim() == 2:  # one fused GEMM per factor: f = b2 f + (1 - b2) G G^T (or G^T G)
+                    x = g32 if k == 0 else g32.T
+                    f.addmm_(x, x.T, beta=beta2 if beta2 != 1.0 else 1.0, alpha=1 - beta2 if beta2 != 1.0 else 1.0)
+                elif beta2 == 1.0:
                     f.add_(_outer(g32, k))
                 else:
                     f.mul_(beta2).add_(_outer(g32, k), alpha=1 - beta2)
