@@ -100,13 +100,10 @@ class OptQuantTrainingArguments(TrainingArguments):
             from ..qat import QATConfig
 
             QATConfig.from_dict(self.qat)  # validate now, before anything is written
-<<<<<<< HEAD
         check_ignored_fields(self)  # before TrainingArguments.__post_init__ rewrites some of them
-=======
         from .parallel import check_deepspeed, check_parallelism
 
         check_deepspeed(self)
->>>>>>> main
         super().__post_init__()
         check_parallelism(self)  # FSDP on CPU, FSDP1, DeepSpeed + matrix optimizer: refused, not downgraded
         if self.save_at_eval_loss is not None and self.eval_strategy == "no":
