@@ -1,5 +1,8 @@
 """``OptQuantTrainer``: a ``transformers.Trainer`` that builds one of the six optimizers,
-the WSD schedule, optional QAT and the Common-Loss checkpoint from ``OptQuantTrainingArguments``."""
+the WSD schedule, optional QAT and the Common-Loss checkpoint from ``OptQuantTrainingArguments``.
+
+The behaviour lives in ``OptQuantTrainerMixin`` so any ``Trainer`` subclass gets it by putting the
+mixin first: ``class MySFT(OptQuantTrainerMixin, SFTTrainer)`` (docs/your_script.md)."""
 from __future__ import annotations
 
 import logging
@@ -17,13 +20,16 @@ from .record import run_record
 from .schedule import get_wsd_scheduler
 from .snapshots import EvalSnapshotCallback
 
-__all__ = ["OptQuantTrainer"]
+__all__ = ["OptQuantTrainerMixin", "OptQuantTrainer"]
 
 logger = logging.getLogger(__name__)
 
 
-class OptQuantTrainer(Trainer):
-    """Drop-in ``Trainer``; pass ``optimizers=(opt, sched)`` to bypass the built-in choice as usual.
+class OptQuantTrainerMixin:
+    """Optimizer, WSD schedule, QAT, Common Loss and ``run.json`` for any ``transformers.Trainer`` subclass,
+    listed first among the bases; its arguments must be ``OptQuantTrainingArguments`` (for TRL: a dataclass
+    deriving from both, ``class Config(OptQuantTrainingArguments, SFTConfig)``). Pass
+    ``optimizers=(opt, sched)`` to bypass the built-in choice as usual.
 
     Extra keyword ``block_size`` (tokens per sequence) lets the trainer count tokens when the
     Trainer's own token counting is off; ``run_info`` is merged into ``run.json``, written at the end
@@ -33,11 +39,15 @@ class OptQuantTrainer(Trainer):
     def __init__(self, model=None, args: OptQuantTrainingArguments | None = None, *trainer_args,
                  block_size: int | None = None, run_info: dict | None = None, record_on_train_end: bool = True,
                  **kwargs):
+        name = type(self).__name__
         if not isinstance(args, OptQuantTrainingArguments):
-            raise ConfigError("args", "OptQuantTrainer needs OptQuantTrainingArguments",
-                              "build the arguments with hf_optquant.OptQuantTrainingArguments(...)")
-        if model is None:
-            raise ConfigError("model", "OptQuantTrainer needs a model instance", "pass model=AutoModelForCausalLM...")
+            raise ConfigError("args", f"{name} needs OptQuantTrainingArguments",
+                              "build them with hf_optquant.OptQuantTrainingArguments(...), or for another trainer's "
+                              "config a dataclass deriving from both (class C(OptQuantTrainingArguments, SFTConfig))")
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigError("model", f"{name} needs a model instance, got {type(model).__name__}",
+                              "pass model=AutoModelForCausalLM.from_pretrained(...) (QAT and the optimizer routing "
+                              "need the module before training)")
         self.qat_config = None
         if args.qat is not None:
             from ..qat import QATConfig, prepare_qat
@@ -195,3 +205,7 @@ class OptQuantTrainer(Trainer):
     def write_run_record(self, **extra) -> Path:
         rec = run_record(self, **extra)
         return atomic_write_json(Path(self.args.output_dir) / "run.json", rec)
+
+
+class OptQuantTrainer(OptQuantTrainerMixin, Trainer):
+    """Drop-in ``transformers.Trainer`` with the study's optimizers, WSD, QAT, Common Loss and ``run.json``."""
