@@ -29,14 +29,14 @@ def _once(path: Path, fn) -> None:
 
 
 def _eval_blocks(cfg: StudyConfig, tokenizer):
-    from ..data import pack_tokens
-    from ..data.packing import cached_blocks, load_text_splits, packed_key
+    from ..data.blocks import store_blocks
+    from ..data.prepare import store_for
+    from .runs import prepare_study_data, study_data_dir
 
-    # The same blocks the runs were evaluated on during training (cached beside the tokenizer).
-    cache = cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
-    key = packed_key(cfg.dataset, "validation", cfg.block_size, max_tokens=cfg.max_eval_tokens)
-    return cached_blocks(cache if Path(cache).is_dir() else None, key, lambda: pack_tokens(
-        load_text_splits(cfg.dataset)["validation"], tokenizer, cfg.block_size, max_tokens=cfg.max_eval_tokens))
+    # The validation blocks the runs were evaluated on during training, from the study's token shards.
+    store = store_for(cfg.data, tokenizer, eval_tokens=cfg.max_eval_tokens, cache_dir=study_data_dir(cfg)) \
+        or prepare_study_data(cfg, tokenizer, progress=False)
+    return store_blocks(store, "validation", cfg.block_size, max_tokens=cfg.max_eval_tokens).blocks
 
 
 def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
