@@ -38,10 +38,12 @@ class PlanOptions:
 
 def state_floats(optimizer: str, group: str, shape: tuple[int, ...], hp: dict) -> int:
     """fp32 values of optimizer state one parameter keeps. Hidden matrices get the optimizer under
-    study; embeddings and gains its side optimizer (AdamW: two moments), Scion's own momentum."""
+    study; gains AdamW (two moments); embeddings the side optimizer (AdamW), or Scion's own momentum.
+    Exact for AdamW, Muon, Scion, PSGD-Kron and SOAP (tests/test_study_plan.py counts the real states);
+    Shampoo is the model of a Meta-style Shampoo (factor and inverse root per side, grafting, momentum)."""
     numel = math.prod(shape)
     if group != "hidden" or len(shape) < 2:
-        return numel if optimizer == "scion" else 2 * numel
+        return numel if optimizer == "scion" and group == "embed" else 2 * numel
     m, n = shape[0], math.prod(shape[1:])
     if optimizer == "adamw":
         return 2 * numel
