@@ -75,3 +75,26 @@ def test_resume_continues_at_the_same_data_position(tmp_path, tokenizer_dir, mon
     assert sorted(straight) == list(range(24))
     rec = json.loads((tmp_path / "straight" / "run.json").read_text())
     assert rec["data"]["budget_tokens"] == 6 * 4 * 32 and rec["data"]["dtype"] == "uint16"
+
+
+def test_ddp_ranks_read_disjoint_blocks(tmp_path, tokenizer):
+    """Under torchrun with 2 processes the Trainer's sampler gives each rank its own half of the blocks."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hf_optquant.data.config import DataConfig
+    from hf_optquant.data.prepare import prepare_tokens
+
+    store = prepare_tokens(DataConfig(dataset=str(_jsonl(tmp_path / "c.jsonl", _docs(300)))), tokenizer,
+                           train_tokens=16 * 40, eval_tokens=64, cache_dir=tmp_path / "tok", progress=False)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           str(Path(__file__).with_name("ddp_data_worker.py")), str(store.path), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["world"] == r1["world"] == 2 and r0["n"] == 40
+    assert len(r0["seen"]) == len(r1["seen"]) == 20
+    assert not set(r0["seen"]) & set(r1["seen"]) and sorted(r0["seen"] + r1["seen"]) == list(range(40))
