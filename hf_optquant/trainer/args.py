@@ -96,7 +96,11 @@ class OptQuantTrainingArguments(TrainingArguments):
             from ..qat import QATConfig
 
             QATConfig.from_dict(self.qat)  # validate now, before anything is written
+        from .parallel import check_deepspeed, check_parallelism
+
+        check_deepspeed(self)
         super().__post_init__()
+        check_parallelism(self)  # FSDP on CPU, FSDP1, DeepSpeed + matrix optimizer: refused, not downgraded
         if self.save_at_eval_loss is not None and self.eval_strategy == "no":
             raise ConfigError("eval_strategy", "save_at_eval_loss needs evaluation during training",
                               "set eval_strategy: steps and eval_steps")
