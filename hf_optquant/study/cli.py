@@ -11,12 +11,10 @@ __all__ = ["add_arguments", "run", "default_config_path"]
 
 
 def default_config_path() -> Path:
-    """The embedded default: trainer_configs/study_tiny.yaml beside the package (editable install)
-    or installed under the package's resources."""
-    here = Path(__file__).resolve().parents[2] / "trainer_configs" / "study_tiny.yaml"
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parents[1] / "resources" / "trainer_configs" / "study_tiny.yaml"
+    """The embedded default, ``trainer_configs/study_tiny.yaml`` as shipped inside the package."""
+    from ..resources import resource_path
+
+    return resource_path("trainer_configs", "study_tiny.yaml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
