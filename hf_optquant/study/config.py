@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import load_yaml
+from ..data.config import DataConfig
 from ..errors import ConfigError
 
 __all__ = ["StudyConfig", "QATBlock", "PTQBlock", "load_study_config", "RunSpec"]
@@ -44,6 +45,9 @@ class StudyConfig:
     sizes: list[str] = field(default_factory=lambda: ["tiny-1", "tiny-2"], metadata={"help": "Model size presets."})
     tokens_per_param: float = field(default=20.0, metadata={"help": "Token budget per parameter (paper: 20)."})
     dataset: str = field(default="ptb", metadata={"help": "Training data (ptb offline default, or a dataset)."})
+    data: DataConfig | dict | None = field(default=None, metadata={
+        "help": "Data options (hf_optquant.data.DataConfig): text_column or token_column, dataset_config, "
+                "tokenizer_sample_chars, allow_epochs, cache_dir (default <output_dir>/data)."})
     vocab_size: int = field(default=2048, metadata={"help": "Vocabulary of the BPE trained on the data."})
     tokenizer: str | None = field(default=None, metadata={"help": "Use this tokenizer instead of training one."})
     block_size: int = field(default=128, metadata={"help": "Sequence length."})
@@ -72,11 +76,18 @@ class StudyConfig:
     seed: int = field(default=0, metadata={"help": "Seed for data order and initial weights."})
     train_overrides: dict[str, Any] = field(default_factory=dict,
                                             metadata={"help": "Extra TrainingArguments fields for every run."})
-    launcher: str = field(default="python", metadata={"help": "python or accelerate (for --print-commands)."})
+    launcher: str = field(default="python", metadata={
+        "help": "python, accelerate or torchrun: how --print-commands launches each run."})
+    nodes: int = field(default=1, metadata={"help": "Nodes per run (--print-commands; accelerate or torchrun)."})
+    procs_per_node: int = field(default=1, metadata={"help": "Processes (GPUs) per node for each run."})
+    accelerate_config: str | None = field(default=None, metadata={
+        "help": "accelerate config file for launcher accelerate, e.g. trainer_configs/accelerate_fsdp2.yaml."})
 
     def __post_init__(self):
         from ..models import SIZE_PRESETS
         from ..optim import OPTIMIZERS
+
+        self.data = DataConfig.from_block(self.data, dataset=self.dataset)
 
         if not self.optimizers:
             raise ConfigError("optimizers", "is empty", "list at least one of " + ", ".join(OPTIMIZERS))
@@ -103,8 +114,20 @@ class StudyConfig:
                               "use residual (the paper's), linear or both")
         if self.fit_form not in ("reduced", "precision", "chinchilla"):
             raise ConfigError("fit_form", f"unknown form {self.fit_form!r}", "use reduced, precision or chinchilla")
-        if self.launcher not in ("python", "accelerate"):
-            raise ConfigError("launcher", f"unknown launcher {self.launcher!r}", "use python or accelerate")
+        from .launch import LAUNCHERS
+
+        if self.launcher not in LAUNCHERS:
+            raise ConfigError("launcher", f"unknown launcher {self.launcher!r}", f"use {', '.join(LAUNCHERS)}")
+        for name in ("nodes", "procs_per_node"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+                raise ConfigError(name, f"must be a whole number >= 1, got {v!r}", f"use e.g. {name}: 1")
+        if self.launcher == "python" and (self.nodes > 1 or self.procs_per_node > 1):
+            raise ConfigError("launcher", "python starts one process", "set launcher: torchrun or accelerate "
+                              "for nodes / procs_per_node > 1")
+        if self.accelerate_config is not None and self.launcher != "accelerate":
+            raise ConfigError("accelerate_config", f"is only used with launcher accelerate, not {self.launcher}",
+                              "set launcher: accelerate, or drop accelerate_config")
         if self.eval_every <= 0 or self.batch_size <= 0 or self.block_size <= 1:
             raise ConfigError("eval_every", "eval_every, batch_size and block_size must be positive",
                               "use e.g. eval_every: 20, batch_size: 16, block_size: 128")
