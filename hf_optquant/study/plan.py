@@ -39,11 +39,15 @@ class PlanOptions:
 def state_floats(optimizer: str, group: str, shape: tuple[int, ...], hp: dict) -> int:
     """fp32 values of optimizer state one parameter keeps. Hidden matrices get the optimizer under
     study; gains AdamW (two moments); embeddings the side optimizer (AdamW), or Scion's own momentum.
-    Exact for AdamW, Muon, Scion, PSGD-Kron and SOAP (tests/test_study_plan.py counts the real states);
-    Shampoo is the model of a Meta-style Shampoo (factor and inverse root per side, grafting, momentum)."""
+    Exact for all six (tests/test_study_plan.py counts the real optimizers' states)."""
     numel = math.prod(shape)
-    if group != "hidden" or len(shape) < 2:
+    if optimizer == "shampoo" and (group == "hidden" or hp.get("side_optimizer") == "same"):
+        return _shampoo_floats(shape, hp)
+    same = group == "hidden" or hp.get("side_optimizer") == "same"  # ant's routing: one optimizer for all
+    if not same or (len(shape) < 2 and optimizer != "psgd"):
         return numel if optimizer == "scion" and group == "embed" else 2 * numel
+    if len(shape) < 2:  # PSGD-Kron on a vector: momentum + a diagonal factor
+        return 2 * numel
     m, n = shape[0], math.prod(shape[1:])
     if optimizer == "adamw":
         return 2 * numel
@@ -52,13 +56,24 @@ def state_floats(optimizer: str, group: str, shape: tuple[int, ...], hp: dict) -
     if optimizer == "psgd":  # momentum + one Kronecker factor per side (dense up to max_size_triangular)
         lim = hp.get("max_size_triangular", 12288)
         return numel + sum(d * d if d <= lim else d for d in (m, n))
-    if optimizer == "shampoo":  # momentum + graft accumulator + factor and its inverse root per side
-        lim = hp.get("max_preconditioner_dim", 12288)
-        return 2 * numel + sum(2 * d * d if d <= lim else 0 for d in (m, n))
     if optimizer == "soap":  # Adam moments in the rotated basis + factor and eigenbasis per side
         lim = hp.get("max_precondition_dim", 12288)
         return 2 * numel + sum(2 * d * d if d <= lim else 0 for d in (m, n))
     raise ConfigError("optimizers", f"no state model for {optimizer!r}", "add it to hf_optquant/study/plan.py")
+
+
+def _shampoo_floats(shape: tuple[int, ...], hp: dict) -> int:
+    """Filtered gradient and graft accumulator (one value each per element), plus a factor and its inverse
+    root per dim of every block, blocked as hf_optquant.optim.shampoo blocks (at most
+    ``max_preconditioner_dim`` per dim: a GPT-2 embedding of 50,257 rows is 5 blocks)."""
+    from ..optim.shampoo import block_shape
+
+    lim = hp.get("max_preconditioner_dim", 12288)
+    view = block_shape(tuple(shape), lim, hp.get("merge_small_dims", False))
+    splits = [[min(lim, d - i) for i in range(0, d, lim)] for d in view]
+    n_blocks = math.prod(len(x) for x in splits)
+    factors = sum(n_blocks // len(x) * sum(b * b for b in x) for x in splits)
+    return 2 * math.prod(shape) + 2 * factors
 
 
 def model_shapes(size: str, vocab_size: int) -> dict[str, list[tuple[int, ...]]]:
