@@ -36,17 +36,32 @@ class PlanOptions:
             raise ConfigError("world_size", f"must be >= 1, got {self.world_size}", "use e.g. 16")
 
 
+def _shampoo_factors(shape: tuple[int, ...], lim: int) -> int:
+    """Values of the factor + inverse-root pair of every block (dims cut at ``lim``; size-1 dims dropped)."""
+    dims = [d for d in shape if d != 1] or [1]
+    splits = [[lim] * (d // lim) + ([d % lim] if d % lim else []) for d in dims]
+    total = 0
+    for k, sk in enumerate(splits):
+        others = math.prod(len(sj) for j, sj in enumerate(splits) if j != k)
+        total += 2 * others * sum(b * b for b in sk)
+    return total
+
+
 def state_floats(optimizer: str, group: str, shape: tuple[int, ...], hp: dict) -> int:
     """fp32 values of optimizer state one parameter keeps. Hidden matrices get the optimizer under
-    study; gains AdamW (two moments); embeddings the side optimizer (AdamW), or Scion's own momentum.
-    Exact for all six (tests/test_study_plan.py counts the real optimizers' states)."""
+    study; embeddings and gains the side optimizer (AdamW; Scion's own momentum for its embedding) or, for
+    PSGD/SOAP/Shampoo with ``side_optimizer="same"`` (the authors' routing, the default), the optimizer
+    under study itself. Exact for all six (tests/test_study_plan.py counts the real states; Shampoo without
+    ``merge_small_dims``)."""
     numel = math.prod(shape)
-    if optimizer == "shampoo" and (group == "hidden" or hp.get("side_optimizer") == "same"):
-        return _shampoo_floats(shape, hp)
-    same = group == "hidden" or hp.get("side_optimizer") == "same"  # ant's routing: one optimizer for all
-    if not same or (len(shape) < 2 and optimizer != "psgd"):
+    same = optimizer in ("psgd", "soap", "shampoo") and hp.get("side_optimizer", "same") == "same"
+    if group != "hidden" and not same or len(shape) < 1:
         return numel if optimizer == "scion" and group == "embed" else 2 * numel
-    if len(shape) < 2:  # PSGD-Kron on a vector: momentum + a diagonal factor
+    if optimizer == "shampoo":  # filtered gradient + graft accumulator (+ momentum) + factor and inverse root
+        lim = hp.get("max_preconditioner_dim", 12288)
+        moments = (hp.get("betas", (0.95, 0.95))[0] > 0) + (hp.get("grafting", "adam") in ("adam", "rmsprop", "adagrad"))
+        return (moments + (hp.get("momentum", 0.0) > 0)) * numel + _shampoo_factors(shape, lim)
+    if len(shape) < 2:  # SOAP without 1-D preconditioning: two moments; PSGD: momentum + diagonal factor
         return 2 * numel
     m, n = shape[0], math.prod(shape[1:])
     if optimizer == "adamw":
@@ -60,20 +75,6 @@ def state_floats(optimizer: str, group: str, shape: tuple[int, ...], hp: dict) -
         lim = hp.get("max_precondition_dim", 12288)
         return 2 * numel + sum(2 * d * d if d <= lim else 0 for d in (m, n))
     raise ConfigError("optimizers", f"no state model for {optimizer!r}", "add it to hf_optquant/study/plan.py")
-
-
-def _shampoo_floats(shape: tuple[int, ...], hp: dict) -> int:
-    """Filtered gradient and graft accumulator (one value each per element), plus a factor and its inverse
-    root per dim of every block, blocked as hf_optquant.optim.shampoo blocks (at most
-    ``max_preconditioner_dim`` per dim: a GPT-2 embedding of 50,257 rows is 5 blocks)."""
-    from ..optim.shampoo import block_shape
-
-    lim = hp.get("max_preconditioner_dim", 12288)
-    view = block_shape(tuple(shape), lim, hp.get("merge_small_dims", False))
-    splits = [[min(lim, d - i) for i in range(0, d, lim)] for d in view]
-    n_blocks = math.prod(len(x) for x in splits)
-    factors = sum(n_blocks // len(x) * sum(b * b for b in x) for x in splits)
-    return 2 * math.prod(shape) + 2 * factors
 
 
 def model_shapes(size: str, vocab_size: int) -> dict[str, list[tuple[int, ...]]]:
