@@ -189,6 +189,7 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     """Diagnose a saved model under ``PTQConfig(method, w_bits, a_bits, granularity)``; writes ``out_dir``
     (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the summary."""
     from ..io import atomic_dir
+    from ..models.anatomy import conv1d_to_linear
     from ..ptq import PTQConfig, calibration_ids, load_causal_lm, quantize_model
     from .plots import plot_abc, plot_mmr
 
@@ -204,6 +205,7 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
         _check_modules_on_meta(str(model_dir), modules)
     model, tok = load_causal_lm(str(model_dir))
     model = model.float()
+    conv1d_to_linear(model)  # GPT-2: the float and quantized models then pair up layer by layer as nn.Linear
     if blocks is None:
         blocks = _eval_blocks(tok, dataset, split, n_batches, batch_size, seq_len)
     calib = calibration_ids(tok, "ptb", 32, seq_len) if method == "gptq" else None

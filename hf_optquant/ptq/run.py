@@ -11,7 +11,21 @@ from .apply import quantize_model
 from .config import PTQConfig
 from .export import save_compressed_checkpoint
 
-__all__ = ["load_causal_lm", "calibration_ids", "run_ptq"]
+__all__ = ["load_causal_lm", "calibration_ids", "run_ptq", "is_quest_checkpoint"]
+
+
+def is_quest_checkpoint(path: Path) -> bool:
+    """A local QuEST checkpoint (``convert_qat``, rotated form): it runs through ``load_quest``."""
+    import json
+
+    rec = path / "quantization_record.json"
+    if not rec.is_file():
+        return False
+    try:
+        data = json.loads(rec.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("method") == "quest-qat" and data.get("quest_form") == "rotated"
 
 
 def load_causal_lm(path: str, *, field: str = "model"):
@@ -26,7 +40,12 @@ def load_causal_lm(path: str, *, field: str = "model"):
         raise ConfigError(field, f"{path} has no config.json, so it is not a saved model",
                           "give a directory written by save_pretrained (config.json + weights) or a Hub id")
     try:
-        model = AutoModelForCausalLM.from_pretrained(path)
+        if is_quest_checkpoint(p):  # plain from_pretrained would drop the checkpoint's Hadamard rotation
+            from ..qat.deploy import load_quest
+
+            model = load_quest(p)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path)
     except (OSError, ValueError, KeyError, EnvironmentError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         where = "a causal LM directory" if p.exists() else "a Hub repo id reachable from here (offline: download it first)"
