@@ -11,7 +11,8 @@ from torch import nn
 
 from ..errors import ConfigError
 
-__all__ = ["BLOCK_PATHS", "FINAL_NORM_PATHS", "is_conv1d", "is_linear_like", "in_out_features", "weight_out_in",
+__all__ = ["BLOCK_PATHS", "FINAL_NORM_PATHS", "is_conv1d", "is_linear_like", "weight_is_in_out", "in_out_features",
+           "weight_out_in",
            "decoder_blocks", "block_linears", "conv1d_to_linear"]
 
 # Where common HF causal LMs keep their decoder blocks (Llama/OLMo/Qwen/Mistral/Phi, OPT, GPT-2, GPT-NeoX, MPT).
@@ -31,6 +32,12 @@ def is_linear_like(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or is_conv1d(module)
 
 
+def weight_is_in_out(module: nn.Module) -> bool:
+    """Is the module's ``weight`` stored (in, out)? Conv1D, and a QAT layer wrapping one (``QATLinear``
+    is an nn.Linear subclass but keeps the wrapped Conv1D's Parameter and layout)."""
+    return is_conv1d(module) or bool(getattr(module, "conv1d", False))
+
+
 def in_out_features(module: nn.Module) -> tuple[int, int]:
     """(in_features, out_features) of a Linear or Conv1D."""
     if isinstance(module, nn.Linear):
@@ -42,7 +49,7 @@ def in_out_features(module: nn.Module) -> tuple[int, int]:
 
 def weight_out_in(module: nn.Module) -> torch.Tensor:
     """The weight as (out, in) (a transposed view for Conv1D; gradients flow to the stored Parameter)."""
-    return module.weight.t() if is_conv1d(module) else module.weight
+    return module.weight.t() if weight_is_in_out(module) else module.weight
 
 
 def decoder_blocks(model: nn.Module) -> tuple[str, list[nn.Module]]:

@@ -41,13 +41,16 @@ __all__ = ["save_compressed_checkpoint", "quantization_scheme", "storage_format"
 logger = logging.getLogger(__name__)
 
 
-def storage_format(w_bits: int, a_bits: int | None, zero_point: float = 0.0) -> str:
+def storage_format(w_bits: int, a_bits: int | None, zero_point: float = 0.0, packable: bool = True) -> str:
     # A float zero point cannot be packed into int32 words: midrise grids keep one int8 per code.
-    return "int-quantized" if (w_bits == 8 and a_bits == 8) or zero_point != 0.0 else "pack-quantized"
+    # packable=False: GPTBigCode's weight init reads ``c_proj.weight``, which packed layers do not have.
+    if (w_bits == 8 and a_bits == 8) or zero_point != 0.0 or not packable:
+        return "int-quantized"
+    return "pack-quantized"
 
 
 def quantization_scheme(w_bits: int, a_bits: int | None, gran: Granularity, targets: list[str],
-                        zero_point: float = 0.0):
+                        zero_point: float = 0.0, packable: bool = True):
     """The compressed-tensors scheme for our RTN grid: symmetric int, zero-point 0. A non-zero
     ``zero_point`` (QuEST's midrise grid: -1/2) makes it asymmetric with float zero points."""
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
@@ -61,7 +64,7 @@ def quantization_scheme(w_bits: int, a_bits: int | None, gran: Granularity, targ
     if a_bits is not None:
         acts = QuantizationArgs(num_bits=a_bits, type="int", symmetric=True, strategy="token", dynamic=True)
     return QuantizationScheme(targets=targets, weights=weights, input_activations=acts,
-                              format=storage_format(w_bits, a_bits, zero_point))
+                              format=storage_format(w_bits, a_bits, zero_point, packable))
 
 
 def _check_qweights(modules: dict, qweights: dict, w_bits: int, gran: Granularity) -> None:
@@ -129,7 +132,8 @@ def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torc
         w = modules[name].weight
         rows = 1 if gran.kind == "tensor" else w.shape[0]  # _check_qweights allows any shape of the right size
         w.data = dequantize_rtn(q.float() - zero_point, s.float().reshape(rows, -1), gran).to(w.dtype)
-    scheme = quantization_scheme(w_bits, a_bits, gran, targets=sorted(qweights), zero_point=zero_point)
+    scheme = quantization_scheme(w_bits, a_bits, gran, targets=sorted(qweights), zero_point=zero_point,
+                                 packable=linearized is None)
     ignore = [n for n, mod in modules.items() if isinstance(mod, torch.nn.Linear) and n not in qweights]
     qcfg = QuantizationConfig(config_groups={"group_0": scheme}, ignore=ignore, quantization_status="frozen")
     apply_quantization_config(m, qcfg)
@@ -144,7 +148,7 @@ def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torc
     compressor.compress_model(m)
     rec = dict(record)
     rec.update({"w_bits": w_bits, "a_bits": a_bits, "granularity": str(gran), "format": "compressed-tensors",
-                "storage_format": storage_format(w_bits, a_bits, zero_point),
+                "storage_format": storage_format(w_bits, a_bits, zero_point, linearized is None),
                 "compressed_tensors_version": metadata.version("compressed-tensors"),
                 "quantized_modules": sorted(qweights), "lm_head_quantized": head_quantized,
                 "architecture_conversion": linearized})
