@@ -1,6 +1,7 @@
 """The six optimizers of the study, with the paper's routing and presets."""
 from .builders import OPTIMIZERS, build_optimizer, optimizer_hparams
 from .combined import CombinedOptimizer
+from .factory import OptQuantOptimizerFactory, optimizer_cls_and_kwargs
 from .presets import PRESETS, AdamWPreset, MuonPreset, PSGDPreset, ScionPreset, ShampooPreset, SOAPPreset
 from .routing import route_parameters
 
@@ -8,6 +9,8 @@ __all__ = [
     "OPTIMIZERS",
     "PRESETS",
     "build_optimizer",
+    "optimizer_cls_and_kwargs",
+    "OptQuantOptimizerFactory",
     "optimizer_hparams",
     "route_parameters",
     "CombinedOptimizer",

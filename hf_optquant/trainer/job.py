@@ -13,7 +13,7 @@ from typing import Optional
 
 from ..errors import ConfigError
 
-__all__ = ["TrainJobArguments", "budget_steps", "run_training", "last_checkpoint"]
+__all__ = ["TrainJobArguments", "budget_steps", "run_training", "finish_run", "last_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +122,21 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
         block_size=job.block_size,
         run_info={"model_size": job.model, "dataset": job.dataset, "block_size": job.block_size,
                   "tokens_per_param": job.tokens_per_param, "job": vars(job)},
+        record_on_train_end=False,  # written below, last, so a run dir with run.json is complete
     )
     resume = last_checkpoint(out)
     if resume is not None:
         logger.info("resuming %s from %s", out, resume)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    finish_run(trainer)
     return out
+
+
+def finish_run(trainer) -> None:
+    """Final evaluation (unless the run just evaluated at its last step), final model, then ``run.json``."""
+    evals = [h.get("step") for h in trainer.state.log_history if "eval_loss" in h]
+    if trainer.eval_dataset is not None and (not evals or evals[-1] != trainer.state.global_step):
+        trainer.evaluate()
+    trainer.save_model(trainer.args.output_dir)
+    if trainer.is_world_process_zero():
+        trainer.write_run_record()
