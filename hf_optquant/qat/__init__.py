@@ -4,8 +4,16 @@ from .convert import QUEST_FORMS, convert_qat, deployed_qweights, load_qat_run, 
 from .deploy import QuestLinear, load_quest, quest_transform_config, quest_weight_codes
 from .hadamard import block_hadamard, hadamard_matrix
 from .layer import QATLinear
-from .numerics import (QUEST_GAUSSIAN_CLIP, derive_gaussian_clip, gaussian_grid_mse, gaussian_optimal_clip,
-                       quest_fake_quant, quest_ste, rtn_ste, rtn_ste_per_token)
+from .numerics import (
+                       QUEST_GAUSSIAN_CLIP,
+                       derive_gaussian_clip,
+                       gaussian_grid_mse,
+                       gaussian_optimal_clip,
+                       quest_fake_quant,
+                       quest_ste,
+                       rtn_ste,
+                       rtn_ste_per_token,
+)
 from .prepare import find_targets, prepare_qat, qat_modules, set_qat_enabled, strip_qat
 
 __all__ = [

@@ -26,9 +26,9 @@ from torch import nn
 from ..errors import ConfigError
 from ..quant import dequantize_rtn, quantize_rtn
 from .config import QATConfig
+from .deploy import quest_transform_config, quest_weight_codes
 from .hadamard import block_hadamard
 from .numerics import quest_fake_quant
-from .deploy import quest_transform_config, quest_weight_codes
 from .prepare import qat_modules, strip_qat
 
 __all__ = ["convert_qat", "deployed_qweights", "quest_deployed_weight", "load_qat_run", "QUEST_FORMS"]
