@@ -122,9 +122,10 @@ def quest_fake_quant(x: torch.Tensor, bits: int, gran: "Granularity | str" = "ro
     scale = c * rms + _EPS
     n = 2**bits
     step = scale * (2.0 / (n - 1))
-    # Midrise levels (k + 1/2) step, k in [-n/2, n/2 - 1]; the reference's operation order (clamp to
-    # the outer levels, round(x/step + 1/2), times step, minus step/2) so rounding ties fall the same way.
-    q = torch.round(torch.maximum(torch.minimum(g, scale), -scale).div_(step).add_(0.5)).mul_(step).sub_(step * 0.5)
+    # Midrise levels (k + 1/2) step, k in [-n/2, n/2 - 1]: clamp to the outer levels and round(x/step + 1/2)
+    # as the reference does (same rounding decisions); the level is then formed as (k + 1/2) * step, one
+    # rounding, which is exactly how compressed-tensors dequantizes the exported codes (zero point -1/2).
+    q = torch.round(torch.maximum(torch.minimum(g, scale), -scale).div_(step).add_(0.5)).sub_(0.5).mul_(step)
     mask = (q - g).abs_() <= rms * (c / (n - 1))  # the trust region, in units of the RMS as the reference
     return q.reshape(x.shape), mask.reshape(x.shape), scale.squeeze(-1)
 
