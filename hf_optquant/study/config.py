@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import load_yaml
+from ..data.config import DataConfig
 from ..errors import ConfigError
 
 __all__ = ["StudyConfig", "QATBlock", "PTQBlock", "load_study_config", "RunSpec"]
@@ -44,6 +45,9 @@ class StudyConfig:
     sizes: list[str] = field(default_factory=lambda: ["tiny-1", "tiny-2"], metadata={"help": "Model size presets."})
     tokens_per_param: float = field(default=20.0, metadata={"help": "Token budget per parameter (paper: 20)."})
     dataset: str = field(default="ptb", metadata={"help": "Training data (ptb offline default, or a dataset)."})
+    data: DataConfig | dict | None = field(default=None, metadata={
+        "help": "Data options (hf_optquant.data.DataConfig): text_column or token_column, dataset_config, "
+                "tokenizer_sample_chars, allow_epochs, cache_dir (default <output_dir>/data)."})
     vocab_size: int = field(default=2048, metadata={"help": "Vocabulary of the BPE trained on the data."})
     tokenizer: str | None = field(default=None, metadata={"help": "Use this tokenizer instead of training one."})
     block_size: int = field(default=128, metadata={"help": "Sequence length."})
@@ -66,6 +70,8 @@ class StudyConfig:
     tasks: list[str] = field(default_factory=list, metadata={"help": "lm-eval tasks (online or local)."})
     task_include_path: str | None = field(default=None, metadata={"help": "Directory of local lm-eval task YAMLs."})
     diagnose_batches: int = field(default=4, metadata={"help": "Batches for MMR/kurtosis/ABC."})
+    diagnose_outliers: str = field(default="residual", metadata={
+        "help": "Where MMR/kurtosis are measured: residual (the residual stream, the paper's), linear, both."})
     fit_form: str = field(default="reduced", metadata={"help": "Scaling-law form: reduced, precision, chinchilla."})
     seed: int = field(default=0, metadata={"help": "Seed for data order and initial weights."})
     train_overrides: dict[str, Any] = field(default_factory=dict,
@@ -80,6 +86,8 @@ class StudyConfig:
     def __post_init__(self):
         from ..models import SIZE_PRESETS
         from ..optim import OPTIMIZERS
+
+        self.data = DataConfig.from_block(self.data, dataset=self.dataset)
 
         if not self.optimizers:
             raise ConfigError("optimizers", "is empty", "list at least one of " + ", ".join(OPTIMIZERS))
@@ -101,6 +109,9 @@ class StudyConfig:
         for k in list(self.learning_rates) + list(self.lr_grid) + list(self.optimizer_kwargs):
             if k not in OPTIMIZERS:
                 raise ConfigError("learning_rates", f"unknown optimizer {k!r}", f"use {', '.join(OPTIMIZERS)}")
+        if self.diagnose_outliers not in ("residual", "linear", "both"):
+            raise ConfigError("diagnose_outliers", f"unknown site {self.diagnose_outliers!r}",
+                              "use residual (the paper's), linear or both")
         if self.fit_form not in ("reduced", "precision", "chinchilla"):
             raise ConfigError("fit_form", f"unknown form {self.fit_form!r}", "use reduced, precision or chinchilla")
         from .launch import LAUNCHERS
