@@ -150,3 +150,12 @@ def test_gpt2_qat_converts_and_reloads(quantizer, tmp_path):
     with torch.no_grad():
         got = loaded(input_ids=ids).logits
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_qat_wrapped_conv1d_is_still_seen_as_in_out_by_the_optimizers():
+    from hf_optquant.optim.routing import transposed_weights
+
+    model = _model("gpt2")
+    before = transposed_weights(model)
+    prepare_qat(model, QATConfig(hadamard_block=32))
+    assert len(before) == 8 and transposed_weights(model) == before
