@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="train only this run (what --print-commands prints)")
     mode.add_argument("--collect", action="store_true",
                       help="build results and report from finished run dirs (Common Loss, PTQ, eval, diagnose, fit)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="--field=value",
-                        help="override study fields, e.g. --set output_dir=studies/x")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="field=value",
+                        help="override study fields, e.g. --set output_dir=studies/x --set eval_every=8 "
+                             "(repeatable; every one applies)")
     parser.add_argument("--publish", metavar="REPO_ID", help="publish the results dataset and report afterwards")
 
 
@@ -46,7 +47,7 @@ def run(args) -> int:
 
         validate_repo_id(args.publish)
     if args.print_commands:
-        from .runs import fp_runs, qat_runs, run_command
+        from .runs import collect_command, fp_runs, qat_runs, run_command
 
         launch = {"nodes": cfg.nodes, "procs_per_node": cfg.procs_per_node, "accelerate_config": cfg.accelerate_config}
 
@@ -56,12 +57,12 @@ def run(args) -> int:
                   " set by the job script (docs/distributed.md)")
         print("# full-precision runs (one per line; run these first)")
         for spec in fp_runs(cfg):
-            print(run_command(cfg_path, spec, cfg.launcher, **launch))
+            print(run_command(cfg_path, spec, cfg.launcher, sets=args.set, **launch))
         if qat_runs(cfg):
             print("# QAT runs (use the full-precision lr sweep's winner: start after the runs above)")
             for spec in qat_runs(cfg):
-                print(run_command(cfg_path, spec, cfg.launcher, **launch))
-        print(f"# then: hf-optquant study {cfg_path} --collect")
+                print(run_command(cfg_path, spec, cfg.launcher, sets=args.set, **launch))
+        print("# then: " + collect_command(cfg_path, args.set))
         return 0
     if args.run:
         out = train_one(cfg, args.run)

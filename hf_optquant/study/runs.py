@@ -10,7 +10,7 @@ from ..io import read_json
 from .config import RunSpec, StudyConfig
 
 __all__ = ["study_tokenizer", "fp_runs", "qat_runs", "all_runs", "run_dir", "train_run", "best_lr",
-           "run_command", "find_run"]
+           "run_command", "collect_command", "find_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,12 +119,22 @@ def train_run(cfg: StudyConfig, spec: RunSpec, *, tokenizer_dir: str | None = No
     return run_training(job, OptQuantTrainingArguments(**targs))
 
 
+def _set_words(sets) -> list[str]:
+    # The --set overrides of the printing command, so each printed line trains what it printed.
+    return [w for s in sets or () for w in ("--set", s.lstrip("-"))]
+
+
 def run_command(cfg_path: str, spec: RunSpec, launcher: str = "python", *, nodes: int = 1, procs_per_node: int = 1,
-                accelerate_config: str | None = None) -> str:
+                accelerate_config: str | None = None, sets=()) -> str:
     from .launch import launch_prefix
 
     prefix = launch_prefix(launcher, nodes=nodes, procs_per_node=procs_per_node,
                            accelerate_config=accelerate_config, run_id=spec.run_id)
     # torchrun's own parser sees "--run" and rejects it as ambiguous (--run-path): give it the long alias.
     flag = "--run-id" if launcher == "torchrun" else "--run"
-    return " ".join(prefix + [shlex.quote(x) for x in ("study", cfg_path, flag, spec.run_id)])
+    words = ["study", cfg_path, flag, spec.run_id, *_set_words(sets)]
+    return " ".join(prefix + [shlex.quote(x) for x in words])
+
+
+def collect_command(cfg_path: str, sets=()) -> str:
+    return " ".join(shlex.quote(x) for x in ["hf-optquant", "study", cfg_path, "--collect", *_set_words(sets)])
