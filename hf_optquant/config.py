@@ -46,7 +46,10 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
                 i += 1
             else:
                 val = "true"
-        value = yaml.safe_load(val) if val != "" else ""
+        try:
+            value = yaml.safe_load(val) if val != "" else ""
+        except yaml.YAMLError:  # e.g. '{bad json': the field's own check names it
+            value = val
         key = key.replace("-", "_")
         target = out
         *parents, leaf = key.split(".")
@@ -64,16 +67,31 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """YAML reads ``1e-3`` as a string (YAML 1.1); turn strings into the field's number type."""
+    """YAML reads ``1e-3`` as a string (YAML 1.1); turn strings into the field's number type. A whole number
+    written as a float (``max_steps: 1e3``) is accepted for an integer field; ``10.5`` is not."""
+    args = typing.get_args(hint) or (hint,)
+    if isinstance(value, float) and int in args and float not in args:
+        if value.is_integer():
+            return int(value)
+        raise ConfigError(key, f"must be a whole number, got {value!r}", f"write e.g. {key}: {int(value)}")
     if not isinstance(value, str):
         return value
-    args = typing.get_args(hint) or (hint,)
     for typ in (int, float):
         if typ in args:
             try:
                 return typ(value)
             except ValueError:
+                if typ is int and float not in args and _is_float(value):
+                    return _coerce(float(value), hint, key)
                 if typ is float or float not in args:
                     raise ConfigError(key, f"expected a number, got {value!r}", "write a number, e.g. 3e-3") from None
     return value
@@ -98,5 +116,8 @@ def build_dataclasses(types: tuple[type, ...], config: dict[str, Any], overrides
         except ConfigError:
             raise
         except (TypeError, ValueError) as exc:
-            raise ConfigError(t.__name__, str(exc).splitlines()[0], "check the value's type and range") from None
+            msg = str(exc).splitlines()[0]
+            # Name the field when the library's message does (e.g. "requires non-zero --logging_steps").
+            field_name = next((k for k in sorted(kwargs, key=len, reverse=True) if k in msg), t.__name__)
+            raise ConfigError(field_name, msg, "check the value's type and range") from None
     return tuple(built)

@@ -38,8 +38,15 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """The parsed file; a damaged one (truncated, binary, not JSON) is an EnvironmentFailure naming it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        from .errors import EnvironmentFailure
+
+        raise EnvironmentFailure(path, f"damaged JSON ({str(exc).splitlines()[0][:120]})",
+                                 "delete it and rerun the command that writes it") from None
 
 
 @contextlib.contextmanager

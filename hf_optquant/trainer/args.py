@@ -96,7 +96,12 @@ class OptQuantTrainingArguments(TrainingArguments):
             from ..qat import QATConfig
 
             QATConfig.from_dict(self.qat)  # validate now, before anything is written
+        from .validate import check_steps_before_defaults, validate_training_arguments
+
+        check_steps_before_defaults(self)  # transformers turns eval_steps: 0 into logging_steps
         super().__post_init__()
+
+        validate_training_arguments(self)  # the ranges transformers would only trip over mid-run
         if self.save_at_eval_loss is not None and self.eval_strategy == "no":
             raise ConfigError("eval_strategy", "save_at_eval_loss needs evaluation during training",
                               "set eval_strategy: steps and eval_steps")

@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 
 from ..config import build_dataclasses, load_yaml, parse_overrides
+from ..errors import ConfigError
 from .args import OptQuantTrainingArguments
 from .job import TrainJobArguments, run_training
 
@@ -28,6 +29,9 @@ def parse_train_config(config_path: str, overrides: list[str] | None = None):
     over = parse_overrides(list(overrides or []))
     # Hub-facing defaults that make no sense offline; users can still set them.
     cfg.setdefault("report_to", "none")
+    if not ({**cfg, **over}).get("output_dir"):  # TrainingArguments would silently use ./trainer_output
+        raise ConfigError("output_dir", f"is not set in {config_path} or on the command line",
+                          "pass --output_dir runs/NAME")
     return build_dataclasses((TrainJobArguments, OptQuantTrainingArguments), cfg, over, where=str(config_path))
 
 

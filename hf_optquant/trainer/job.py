@@ -45,6 +45,32 @@ class TrainJobArguments:
             raise ConfigError("tokens_per_param", "must be positive", "use e.g. 20 (the paper's budget)")
         if self.vocab_size is not None and self.vocab_size < 260:
             raise ConfigError("vocab_size", "a byte-level BPE needs at least 257 tokens", "use e.g. 2048")
+        if self.max_eval_tokens is not None and self.max_eval_tokens < self.block_size:
+            raise ConfigError("max_eval_tokens", f"{self.max_eval_tokens} is fewer than one block of "
+                              f"{self.block_size} tokens", f"use at least {self.block_size}, or null for all")
+        positions = model_positions(self.model)
+        if positions is not None and self.block_size > positions:
+            raise ConfigError("block_size", f"{self.block_size} is longer than the {positions} positions of "
+                              f"model {self.model!r}", f"use block_size <= {positions}")
+
+
+def model_positions(model: str) -> int | None:
+    """Maximum sequence length of a size preset or a local model dir (None when unknown, e.g. a Hub id)."""
+    import json
+
+    from ..models import SIZE_PRESETS
+
+    if model in SIZE_PRESETS:
+        return SIZE_PRESETS[model].max_position_embeddings
+    cfg = Path(model) / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return None  # the model loader reports a damaged config with its own message
+    value = data.get("max_position_embeddings", data.get("n_positions")) if isinstance(data, dict) else None
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def budget_steps(tokens_per_param: float, n_params: int, sequences_per_step: int, block_size: int) -> int:
@@ -59,6 +85,7 @@ def last_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def _tokenizer(job: TrainJobArguments, splits, out: Path):
+    """The run's tokenizer; a newly trained one is only saved (``save_tokenizer_cache``) once every check passed."""
     from ..data import load_or_train_tokenizer
     from ..models import SIZE_PRESETS
 
@@ -71,7 +98,20 @@ def _tokenizer(job: TrainJobArguments, splits, out: Path):
     if Path(job.model).is_dir() and (Path(job.model) / "tokenizer_config.json").exists():
         return load_or_train_tokenizer(job.model)
     vocab = job.vocab_size or (SIZE_PRESETS[job.model].vocab_size if job.model in SIZE_PRESETS else 2048)
-    return load_or_train_tokenizer(None, splits["train"], vocab_size=vocab, cache_dir=out / "tokenizer_cache")
+    if (out / "tokenizer_cache" / "tokenizer.json").exists():
+        return load_or_train_tokenizer(None, cache_dir=out / "tokenizer_cache")
+    tok = load_or_train_tokenizer(None, splits["train"], vocab_size=vocab)
+    tok._hfoq_unsaved = True
+    return tok
+
+
+def _save_tokenizer_cache(tok, out: Path) -> None:
+    if getattr(tok, "_hfoq_unsaved", False):
+        from ..io import atomic_dir
+
+        with atomic_dir(out / "tokenizer_cache", overwrite=True) as tmp:
+            tok.save_pretrained(tmp)
+        tok._hfoq_unsaved = False
 
 
 def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bool = False) -> Path:
@@ -83,6 +123,8 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
     if not targs.output_dir:
         raise ConfigError("output_dir", "is required", "pass --output_dir runs/NAME")
     out = Path(targs.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("output_dir", f"{out} is a file, not a directory", "give a new directory, e.g. runs/NAME")
     if (out / "run.json").exists() and not overwrite:
         logger.info("%s is finished (run.json present): skipping", out)
         return out
@@ -90,7 +132,11 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
         raise ConfigError("model", f"unknown size or path {job.model!r}",
                           f"use a preset ({', '.join(SIZE_PRESETS)}), a model dir or a Hub id")
     splits = load_text_splits(job.dataset, dataset_config=job.dataset_config, text_column=job.text_column)
-    # Everything above validates input; from here on the run dir may be written.
+    for split in ("train", "validation"):
+        if not splits.get(split):
+            raise ConfigError("dataset", f"{job.dataset!r} has no {split} text (a one-line file leaves nothing to "
+                              "train on once the validation text is held out)", "give a dataset with more text")
+    # Nothing is written into the run dir before the data is packed and checked (the tokenizer cache last).
     tok = _tokenizer(job, splits, out)
     model = build_model(job.model, vocab_size=len(tok), seed=job.model_seed) if job.model in SIZE_PRESETS \
         else build_model(job.model)
@@ -112,6 +158,12 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
         targs.max_steps = math.ceil(len(train_ds) * targs.num_train_epochs /
                                     (targs.per_device_train_batch_size * targs.gradient_accumulation_steps *
                                      targs.world_size))
+    sequences_per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
+    if len(train_ds) < sequences_per_step:
+        raise ConfigError("dataset", f"{job.dataset!r} packs into {len(train_ds)} blocks of {job.block_size} tokens, "
+                          f"fewer than the {sequences_per_step} sequences of one optimizer step",
+                          "give more text, or lower block_size / per_device_train_batch_size")
+    _save_tokenizer_cache(tok, out)
     trainer = OptQuantTrainer(
         model=model,
         args=targs,
