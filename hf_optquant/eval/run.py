@@ -62,8 +62,18 @@ def run_eval(model_path: str, *, tasks=(), include_path=None, limit=None, baseli
     """
     from ..ptq.run import load_causal_lm
 
+    from ..models.limits import check_sequence_length
+
     if include_path is not None and not Path(include_path).is_dir():
         raise ConfigError("include_path", f"{include_path} is not a directory", "give a dir of lm-eval task YAMLs")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError("limit", f"must be a positive number of examples per task, got {limit!r}",
+                          "use e.g. --limit 100, or leave it out for every example")
+    check_sequence_length(model_path, block_size, "block_size")
+    if out is not None and Path(out).is_dir():
+        raise ConfigError("out", f"{out} is a directory", "give the path of the eval.json to write")
+    if baseline is not None and not Path(baseline).exists() and str(baseline).count("/") != 1:
+        raise ConfigError("baseline", f"{baseline} does not exist", "give the full-precision model dir or a Hub id")
     if max_tokens is not None and max_tokens < block_size:
         raise ConfigError("max_tokens", f"{max_tokens} is fewer than one block of {block_size}",
                           f"use at least {block_size}")

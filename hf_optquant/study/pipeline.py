@@ -33,30 +33,6 @@ def _check_tasks(cfg: StudyConfig) -> None:
         task_manager(list(cfg.tasks), cfg.task_include_path, include_field="task_include_path")
 
 
-def _check_budget(cfg: StudyConfig) -> None:
-    """A budget that ends before the first evaluation leaves no Common-Loss snapshot: refuse it up front."""
-    import torch
-
-    from ..errors import ConfigError
-    from ..models import build_model, count_parameters
-    from ..trainer.job import budget_steps
-
-    # As the runs will be configured (train_overrides included), on one process.
-    over = cfg.train_overrides or {}
-    per_step = over.get("per_device_train_batch_size", cfg.batch_size) * over.get("gradient_accumulation_steps", 1)
-    every = over.get("eval_steps", cfg.eval_every)
-    for size in cfg.sizes:
-        with torch.device("meta"):  # shapes only: no memory, no init
-            n = count_parameters(build_model(size, vocab_size=cfg.vocab_size))
-        steps = budget_steps(cfg.tokens_per_param, n, per_step, cfg.block_size)
-        if steps < every:
-            raise ConfigError("tokens_per_param", f"{size} ({n:,} parameters) gets {steps} steps at "
-                              f"{cfg.tokens_per_param} tokens/parameter, fewer than eval_every={every}, "
-                              "so it is never evaluated and has no Common-Loss checkpoint",
-                              f"raise tokens_per_param to at least "
-                              f"{every * per_step * cfg.block_size / n:.3g} or lower eval_every")
-
-
 def _save_config(cfg: StudyConfig) -> None:
     import dataclasses
     import json
@@ -65,8 +41,7 @@ def _save_config(cfg: StudyConfig) -> None:
     record = json.loads(json.dumps(dataclasses.asdict(cfg)))
     if path.is_file() and read_json(path) == record:
         return  # checked and saved by an earlier command (each --run job would otherwise re-index lm-eval)
-    _check_budget(cfg)
-    _check_tasks(cfg)
+    _check_tasks(cfg)  # the rest of the config was validated when it was loaded (study/validate.py)
     atomic_write_json(path, record)
 
 

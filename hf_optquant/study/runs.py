@@ -9,7 +9,7 @@ from ..errors import ConfigError
 from ..io import read_json
 from .config import RunSpec, StudyConfig
 
-__all__ = ["study_tokenizer", "fp_runs", "qat_runs", "all_runs", "run_dir", "train_run", "best_lr",
+__all__ = ["study_tokenizer", "fp_runs", "qat_runs", "all_runs", "run_dir", "train_arguments", "train_run", "best_lr",
            "run_command", "find_run"]
 
 logger = logging.getLogger(__name__)
@@ -83,23 +83,20 @@ def _lr(cfg: StudyConfig, spec: RunSpec) -> float | None:
     return spec.lr if spec.lr is not None else cfg.learning_rates.get(spec.optimizer)
 
 
-def train_run(cfg: StudyConfig, spec: RunSpec, *, tokenizer_dir: str | None = None, disable_tqdm: bool = True) -> Path:
-    """Train one run of the study (skip if finished, resume if interrupted)."""
-    from ..trainer import OptQuantTrainingArguments
-    from ..trainer.job import TrainJobArguments, run_training
-
+def train_arguments(cfg: StudyConfig, spec: RunSpec, *, tokenizer_dir: str | None = None, lr: float | None = None,
+                    disable_tqdm: bool = True) -> tuple[dict, dict]:
+    """``(TrainJobArguments kwargs, OptQuantTrainingArguments kwargs)`` of one run; ``lr`` defaults to the
+    run's own (a QAT run's comes from the finished sweep). Also what the config is validated with at load."""
     out = run_dir(cfg, spec)
-    if (out / "run.json").exists():
-        return out
     tok_dir = tokenizer_dir or cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
-    job = TrainJobArguments(model=spec.size, tokenizer=tok_dir, dataset=cfg.dataset, block_size=cfg.block_size,
-                            tokens_per_param=cfg.tokens_per_param, max_eval_tokens=cfg.max_eval_tokens,
-                            model_seed=cfg.seed)
+    job = dict(model=spec.size, tokenizer=tok_dir, vocab_size=cfg.vocab_size, dataset=cfg.dataset,
+               block_size=cfg.block_size, tokens_per_param=cfg.tokens_per_param,
+               max_eval_tokens=cfg.max_eval_tokens, model_seed=cfg.seed)
     targs = dict(
         output_dir=str(out),
         optimizer=spec.optimizer,
         optimizer_kwargs=dict(cfg.optimizer_kwargs.get(spec.optimizer, {})),
-        learning_rate=_lr(cfg, spec),
+        learning_rate=lr if lr is not None else _lr(cfg, spec),
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         eval_strategy="steps",
@@ -113,10 +110,22 @@ def train_run(cfg: StudyConfig, spec: RunSpec, *, tokenizer_dir: str | None = No
         disable_tqdm=disable_tqdm,
         snapshot_at_eval=spec.precision == "full" and cfg.common_loss is None,
         save_at_eval_loss=cfg.common_loss if spec.precision == "full" else None,
-        qat=vars(cfg.qat) if spec.precision == "qat" else None,
+        qat=cfg.qat.to_dict() if spec.precision == "qat" else None,
     )
     targs.update(cfg.train_overrides)
-    return run_training(job, OptQuantTrainingArguments(**targs))
+    return job, targs
+
+
+def train_run(cfg: StudyConfig, spec: RunSpec, *, tokenizer_dir: str | None = None, disable_tqdm: bool = True) -> Path:
+    """Train one run of the study (skip if finished, resume if interrupted)."""
+    from ..trainer import OptQuantTrainingArguments
+    from ..trainer.job import TrainJobArguments, run_training
+
+    out = run_dir(cfg, spec)
+    if (out / "run.json").exists():
+        return out
+    job, targs = train_arguments(cfg, spec, tokenizer_dir=tokenizer_dir, disable_tqdm=disable_tqdm)
+    return run_training(TrainJobArguments(**job), OptQuantTrainingArguments(**targs))
 
 
 def run_command(cfg_path: str, spec: RunSpec, launcher: str = "python") -> str:

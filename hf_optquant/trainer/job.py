@@ -39,7 +39,7 @@ class TrainJobArguments:
     model_seed: int = field(default=0, metadata={"help": "Seed of the initial weights of a preset model."})
 
     def __post_init__(self):
-        if self.block_size <= 1:
+        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size <= 1:
             raise ConfigError("block_size", f"must be > 1, got {self.block_size}", "use e.g. 128")
         if self.tokens_per_param is not None and not self.tokens_per_param > 0:
             raise ConfigError("tokens_per_param", "must be positive", "use e.g. 20 (the paper's budget)")
@@ -48,29 +48,9 @@ class TrainJobArguments:
         if self.max_eval_tokens is not None and self.max_eval_tokens < self.block_size:
             raise ConfigError("max_eval_tokens", f"{self.max_eval_tokens} is fewer than one block of "
                               f"{self.block_size} tokens", f"use at least {self.block_size}, or null for all")
-        positions = model_positions(self.model)
-        if positions is not None and self.block_size > positions:
-            raise ConfigError("block_size", f"{self.block_size} is longer than the {positions} positions of "
-                              f"model {self.model!r}", f"use block_size <= {positions}")
+        from ..models.limits import check_sequence_length
 
-
-def model_positions(model: str) -> int | None:
-    """Maximum sequence length of a size preset or a local model dir (None when unknown, e.g. a Hub id)."""
-    import json
-
-    from ..models import SIZE_PRESETS
-
-    if model in SIZE_PRESETS:
-        return SIZE_PRESETS[model].max_position_embeddings
-    cfg = Path(model) / "config.json"
-    if not cfg.is_file():
-        return None
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except (ValueError, OSError):
-        return None  # the model loader reports a damaged config with its own message
-    value = data.get("max_position_embeddings", data.get("n_positions")) if isinstance(data, dict) else None
-    return value if isinstance(value, int) and value > 0 else None
+        check_sequence_length(self.model, self.block_size, "block_size")
 
 
 def budget_steps(tokens_per_param: float, n_params: int, sequences_per_step: int, block_size: int) -> int:
