@@ -9,7 +9,21 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_json"]
+__all__ = ["check_output_path", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_json"]
+
+
+def check_output_path(path: str | os.PathLike, field: str = "out") -> Path:
+    """Refuse, before any work, an output path that can never be created (an ancestor is a file)."""
+    p = Path(path)
+    for parent in (p.parent, *p.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                from .errors import ConfigError
+
+                raise ConfigError(field, f"{parent} is a file, so {p} cannot be created",
+                                  "choose an output path inside a directory")
+            break
+    return p
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -196,6 +196,9 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     cfg = PTQConfig(method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity)
     if Path(out_dir).exists() and not overwrite:
         raise ConfigError("out", f"{out_dir} already exists", "choose a new --out or pass --overwrite")
+    from ..io import check_output_path
+
+    check_output_path(out_dir)
     if not Path(str(model_dir)).exists() and str(model_dir).count("/") != 1:
         raise ConfigError("model", f"{model_dir} does not exist", "give a model dir or a Hub repo id")
     if blocks is None and (isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1):

@@ -86,6 +86,9 @@ def run_ptq(model_path: str, out_dir: str, cfg: PTQConfig, *, calibration: str =
     if Path(out_dir).exists() and not overwrite:
         raise ConfigError("out", f"{out_dir} already exists", "choose a new --out or pass --overwrite")
     check_sequence_length(model_path, seq_len, "seq_len")
+    from ..io import check_output_path
+
+    check_output_path(out_dir)
     if cfg.method == "gptq" and (isinstance(n_calibration, bool) or n_calibration <= 0):
         raise ConfigError("n_calibration", f"the calibration set is empty (n={n_calibration})",
                           "use --n-calibration 128")
