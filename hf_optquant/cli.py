@@ -15,6 +15,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from .errors import ConfigError
 from .failures import describe_failure
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one line for everything else; -v shows where it came from
         code, line = describe_failure(exc)
         if args.verbose:
-            logging.getLogger("hf_optquant").exception("hf-optquant %s failed", args.command)
+            traceback.print_exc()
         print(f"hf-optquant {args.command}: error: {line}", file=sys.stderr)
         return code
 

@@ -20,10 +20,14 @@ __all__ = ["load_yaml", "parse_overrides", "build_dataclasses"]
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError("config", f"{path} is a directory", "give the path of a YAML file inside it")
     if not path.is_file():
         raise ConfigError("config", f"{path} does not exist", "give the path of a YAML file, e.g. trainer_configs/tiny.yaml")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError("config", f"{path} is not a text file", "give a YAML file (UTF-8 text)") from None
     except yaml.YAMLError as exc:
         raise ConfigError("config", f"{path} is not valid YAML ({str(exc).splitlines()[0]})", "fix the YAML syntax") from None
     if not isinstance(data, dict):
@@ -79,6 +83,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     """YAML reads ``1e-3`` as a string (YAML 1.1); turn strings into the field's number type. A whole number
     written as a float (``max_steps: 1e3``) is accepted for an integer field; ``10.5`` is not."""
     args = typing.get_args(hint) or (hint,)
+    if value is False and str in args and bool not in args:
+        return "no"  # YAML 1.1 reads `eval_strategy: no` as false; the user meant the string
     if isinstance(value, float) and int in args and float not in args:
         if value.is_integer():
             return int(value)

@@ -8,6 +8,7 @@ only shown with ``-v``.
 from __future__ import annotations
 
 import errno
+import os
 
 from .errors import ENVIRONMENT_EXIT, INTERNAL_EXIT, EnvironmentFailure
 
@@ -35,7 +36,7 @@ def environment_failure(exc: BaseException) -> EnvironmentFailure | None:
         return EnvironmentFailure("model.safetensors", f"damaged safetensors file ({_first(exc)})",
                                   "re-create or re-download the checkpoint")
     if isinstance(exc, OSError) and getattr(exc, "errno", None) in _ERRNO_FIX:
-        path = exc.filename or "(unknown path)"
+        path = os.path.abspath(exc.filename) if exc.filename else "(unknown path)"
         return EnvironmentFailure(path, exc.strerror or _first(exc), _ERRNO_FIX[exc.errno])
     if module.startswith(_NETWORK_MODULES) or isinstance(exc, (ConnectionError, TimeoutError)):
         return EnvironmentFailure(_url(exc), f"network or server failure ({type(exc).__name__}: {_first(exc)})",

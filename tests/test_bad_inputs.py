@@ -92,6 +92,7 @@ def fx(tmp_path_factory, tokenizer):
 
     (root / "oneline.txt").write_text("one line only\n")
     (root / "tiny.txt").write_text("a b c\n" * 3)
+    (root / "small.txt").write_text("the cat sat on the mat and looked at the dog\n" * 600)
     (root / "blank.txt").write_text("\n\n")
     (root / "afile").write_text("x")
     (root / "data.xyz").write_text("x")
@@ -183,7 +184,10 @@ CASES = [
     ("train-out-missing", ["train", T], 2, ["output_dir"]),
     ("train-oneline", ["train", T, "--dataset", "{fx}/oneline.txt", "--output_dir", "run"], 2, ["dataset"]),
     ("train-tiny-data", ["train", T, "--dataset", "{fx}/tiny.txt", "--tokenizer", M, "--output_dir", "run"], 2,
-     ["dataset", "blocks"]),
+     ["block_size", "tokens"]),
+    ("train-data-under-a-step", ["train", T, "--dataset", "{fx}/small.txt", "--tokenizer", M,
+                                 "--per_device_train_batch_size", "1000", "--output_dir", "run"], 2,
+     ["dataset", "one optimizer step"]),
     ("train-data-ext", ["train", T, "--dataset", "{fx}/data.xyz", "--output_dir", "run"], 2, ["dataset", ".xyz"]),
     ("train-data-missing", ["train", T, "--dataset", "/nonexistent/corpus", "--output_dir", "run"], 2, ["dataset"]),
     ("train-text-column", ["train", T, "--dataset", "{fx}/oneline.txt", "--text_column", "body",
@@ -419,7 +423,7 @@ def _read_only(monkeypatch):
 
 @pytest.mark.parametrize("fault, argv, words", [
     pytest.param(_disk_full, ["fit", "{fx}/csv/good.csv", "--out", "f.json", "--no-loo", "--n-starts", "2"],
-                 ["f.json", "No space left", "free disk space"], id="fit-disk-full"),
+                 ["No space left", "free disk space"], id="fit-disk-full"),
     pytest.param(_read_only, ["correlate", *D3, "--out", "c", "--n-boot", "10"],
                  ["Read-only file system", "writable"], id="correlate-read-only"),
 ])
@@ -431,6 +435,7 @@ def test_environment_failure(fault, argv, words, fx, tmp_path, monkeypatch, caps
     line = _error_line(err, argv[0])
     for w in words:
         assert w in line, (w, line)
+    assert str(tmp_path) in line  # the path, made absolute
     assert not [p for p in tmp_path.rglob("*") if p.suffix != ".png"]  # no JSON/CSV result, whole or half
     rc, err = _run(["-v", *argv], fx, capsys)
     assert rc == 3 and "Traceback" in err  # -v shows where it came from
@@ -444,7 +449,10 @@ def test_network_failure_is_not_a_usage_error(fx, tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_TOKEN", "hf_battery_token_never_used")
     monkeypatch.setenv("NO_PROXY", "*")
-    rc, err = _run(["publish", "{fx}/model", "--repo-id", "tester/x", "--endpoint", "http://127.0.0.1:9"], fx, capsys)
+    from hub_fixtures import write_run_dir
+
+    run = write_run_dir(fx / "model", tmp_path / "run")
+    rc, err = _run(["publish", str(run), "--repo-id", "tester/x", "--endpoint", "http://127.0.0.1:9"], fx, capsys)
     assert rc == 3, err
     line = _error_line(err, "publish")
     assert "127.0.0.1:9" in line and "hf_battery_token_never_used" not in err

@@ -21,14 +21,14 @@ def correlation(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:  # ptp: a constant's std can be 1e-17, not 0
         return {"n": int(len(x)), "pearson": None, "spearman": None, "pearson_ci95": [None, None],
                 "spearman_ci95": [None, None]}
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_boot):
         i = rng.integers(0, len(x), len(x))
-        if np.std(x[i]) > 0 and np.std(y[i]) > 0:
+        if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
             boots.append((stats.pearsonr(x[i], y[i])[0], stats.spearmanr(x[i], y[i])[0]))
     boots = np.array(boots)
     ci = (np.nanpercentile(boots, [2.5, 97.5], axis=0).T.tolist() if len(boots) else [[None, None]] * 2)
@@ -106,7 +106,7 @@ def correlate_runs(paths, *, target: str = "delta_val_loss", n_boot: int = 1000,
                           "pass three or more diagnose output dirs")
     y = [_number(r.get(target)) for r in runs]
     finite = [v for v in y if np.isfinite(v)]
-    if all(r.get(target) is not None for r in runs) and (len(finite) < 3 or np.std(finite) == 0):
+    if all(r.get(target) is not None for r in runs) and (len(finite) < 3 or np.ptp(finite) == 0):
         # Every correlation would be null: refuse rather than write a table of nulls.
         raise ConfigError("target", f"{target} is {'the same for every run' if finite else 'not a number'} "
                           f"({len(finite)} finite values), so no correlation can be computed",
