@@ -13,6 +13,7 @@ import torch
 
 from ..errors import ConfigError
 from .combined import CombinedOptimizer
+from .distributed import gather_matrix_optimizers
 from .presets import resolve_preset
 from .routing import route_parameters
 
@@ -142,4 +143,5 @@ def build_optimizer(name: str, model: torch.nn.Module, *, lr: float | None = Non
     if weight_decay is not None:
         overrides["weight_decay"] = weight_decay
     preset = resolve_preset(name, lr=lr, **overrides)
-    return CombinedOptimizer(OPTIMIZERS[name](route_parameters(model), preset))
+    # Under FSDP2 the matrix methods step whole matrices (optim/distributed.py); one process: unchanged.
+    return CombinedOptimizer(gather_matrix_optimizers(name, OPTIMIZERS[name](route_parameters(model), preset)))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .state_codec import CALLABLE, decode_state, encode_state
+from ..errors import ConfigError
+from .state_codec import decode_state, encode_state
 
 __all__ = ["CombinedOptimizer"]
 
@@ -54,16 +55,15 @@ class CombinedOptimizer(torch.optim.Optimizer):
         return {"combined": {name: encode_state(o.state_dict()) for name, o in self.optimizers.items()}}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        inner = state_dict["combined"]
-        if set(inner) != set(self.optimizers):
-            raise ValueError(f"optimizer state has groups {sorted(inner)}, expected {sorted(self.optimizers)}")
+        inner = state_dict.get("combined") if isinstance(state_dict, dict) else None
+        if not isinstance(inner, dict) or set(inner) != set(self.optimizers):
+            got = sorted(map(str, inner)) if isinstance(inner, dict) else "no 'combined' entry"
+            raise ConfigError("optimizer.pt", f"optimizer state has groups {got}, expected {sorted(self.optimizers)}",
+                              "resume with the optimizer that wrote the checkpoint")
+        # Decode every group first: a refused entry leaves all sub-optimizers untouched.
+        decoded = {name: decode_state(inner[name], o.param_groups) for name, o in self.optimizers.items()}
         for name, o in self.optimizers.items():
-            sd = decode_state(inner[name])
-            for saved, live in zip(sd.get("param_groups", []), o.param_groups):
-                for k, v in saved.items():
-                    if isinstance(v, dict) and v.get(CALLABLE):
-                        saved[k] = live[k]
-            o.load_state_dict(sd)
+            o.load_state_dict(decoded[name])
         self._sync_groups()
 
     def add_param_group(self, param_group: dict) -> None:

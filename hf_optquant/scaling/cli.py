@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .fit import FitSettings
+from .laws import SPECS
 
 __all__ = ["add_arguments", "run"]
 
@@ -25,7 +26,7 @@ def _rename(items: list[str]) -> dict[str, str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", help="results table: .csv, .parquet, .json(l), a saved datasets dir or a Hub "
                                    "dataset id; columns N, D (or flops), loss [, optimizer, precision]")
-    p.add_argument("--form", default="reduced", choices=("chinchilla", "precision", "reduced"),
+    p.add_argument("--form", default="reduced", choices=tuple(SPECS),
                    help="chinchilla: E + A/N^a + B/D^b; precision: with (N rho)^a; reduced: E + A'/(N rho)^a")
     p.add_argument("--out", required=True, help="fit JSON to write (a PNG of the fits goes beside it)")
     p.add_argument("--huber-delta", type=float, default=1e-3, help="Huber delta on log-residuals")

@@ -18,7 +18,6 @@ LOO intervals are then indicative only, and ``bootstrap`` gives the better inter
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +26,7 @@ from scipy.stats import norm
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from .laws import LAWS
+from .laws import LAWS, SPECS
 from .objective import Points, objective
 
 __all__ = ["FitSettings", "FitResult", "fit_points"]
@@ -78,17 +77,6 @@ class FitResult:
         return d
 
 
-def start_grid(form: str, n_rho: int) -> np.ndarray:
-    """The starting points: Hoffmann et al.'s grid, and rho starting at 1 or 0.75."""
-    e = np.arange(-1.0, 1.01, 0.5)
-    a = np.arange(0.0, 25.1, 5.0)
-    alpha = np.arange(0.0, 2.01, 0.5)
-    rho = [0.0, np.log(0.75)]
-    axes = [e, a, alpha] if form == "reduced" else [e, a, a, alpha, alpha]
-    axes += [rho] * n_rho
-    return np.array(list(itertools.product(*axes)))
-
-
 # Box bounds (in the fitting space, unchanged by centring): E in [1e-3, 1e3], exponents in [0, 4], rho in
 # [e^-5, e^5]; a and b are free. Points that no sensible law fits (a loss that rises with N, say) would
 # otherwise send log E or an exponent off to infinity and L-BFGS would crawl after them for thousands of steps.
@@ -117,16 +105,12 @@ def _minimize(form: str, theta0: np.ndarray, pts: Points, delta: float, bounds,
 
 
 def _centering(form: str, n_theta: int, pts: Points) -> tuple[Points, np.ndarray]:
-    """Points with centred log N and log D, and the matrix T with theta_centred = T @ theta.
+    """Points with centred log N and log D, and the spec's matrix T with theta_centred = T @ theta.
 
-    ``a - alpha log N = (a - alpha mu) - alpha (log N - mu)``: centring decorrelates a from alpha (and b from
-    beta), which otherwise differ in scale by log N ~ 20 and make L-BFGS crawl along a narrow valley."""
+    Centring decorrelates a from alpha (and b from beta), which otherwise differ in scale by log N ~ 20 and
+    make L-BFGS crawl along a narrow valley."""
     mu_n, mu_d = float(pts.log_n.mean()), float(pts.log_d.mean())
-    T = np.eye(n_theta)
-    if form == "reduced":
-        T[1, 2] = -mu_n
-    else:
-        T[1, 3], T[2, 4] = -mu_n, -mu_d
+    T = SPECS[form].centring(n_theta, mu_n, mu_d)
     return Points(pts.log_n - mu_n, pts.log_d - mu_d, pts.log_loss, pts.rho_index), T
 
 
@@ -200,7 +184,7 @@ def fit_points(form: str, pts: Points, precisions: list[str], settings: FitSetti
         raise ConfigError("loss", f"{label}: the loss is the same ({float(np.exp(pts.log_loss[0])):g}) in every row, "
                           "so the law's terms are undetermined", "give runs whose losses differ (check the table)")
     delta = settings.huber_delta
-    grid = start_grid(form, len(precisions))
+    grid = SPECS[form].start_grid(len(precisions))
     # Scored once per point: a leave-one-out ranking is then the total minus one column.
     grid_terms = objective(form, grid, pts, delta, per_point=True)
     grid_total = grid_terms.sum(axis=1)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .laws import SPECS, LawSpec
+
 __all__ = ["Points", "huber", "objective"]
 
 
@@ -35,33 +37,29 @@ def huber(r: np.ndarray, delta: float) -> np.ndarray:
     return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
-def _terms(form: str, theta: np.ndarray, pts: Points):
+def _terms(spec: LawSpec, theta: np.ndarray, pts: Points):
     """Log-space terms (K, n, T) and the effective log N (K, n) the A-term sees."""
-    K = theta.shape[0]
-    if form == "reduced":
-        e, a, alpha, logr = theta[:, 0], theta[:, 1], theta[:, 2], theta[:, 3:]
-    else:
-        e, a, b, alpha, beta = (theta[:, i] for i in range(5))
-        logr = theta[:, 5:]
-    shift = np.zeros((K, len(pts)))
-    if logr.shape[1]:
+    c = spec.split(theta)
+    shift = np.zeros((theta.shape[0], len(pts)))
+    if c["log_rho"].shape[1]:
         has = pts.rho_index >= 0
-        shift[:, has] = logr[:, pts.rho_index[has]]
+        shift[:, has] = c["log_rho"][:, pts.rho_index[has]]
     eff_n = pts.log_n[None, :] + shift
-    t = np.empty((K, len(pts), 2 if form == "reduced" else 3))
-    t[..., 0] = e[:, None]
-    t[..., 1] = a[:, None] - alpha[:, None] * eff_n
-    if form != "reduced":
-        t[..., 2] = b[:, None] - beta[:, None] * pts.log_d[None, :]
+    t = np.empty((theta.shape[0], len(pts), 3 if spec.data_term else 2))
+    t[..., 0] = c["e"][:, None]
+    t[..., 1] = c["a"][:, None] - c["alpha"][:, None] * eff_n
+    if spec.data_term:
+        t[..., 2] = c["b"][:, None] - c["beta"][:, None] * pts.log_d[None, :]
     return t, eff_n
 
 
-def objective(form: str, theta: np.ndarray, pts: Points, delta: float, *, grad: bool = False,
+def objective(form: str | LawSpec, theta: np.ndarray, pts: Points, delta: float, *, grad: bool = False,
               per_point: bool = False):
     """Huber objective for a batch ``theta`` (K, P) -> (K,), and optionally its gradient (K, P).
     ``per_point`` returns the (K, n) terms of the sum instead (no gradient)."""
+    spec = SPECS[form] if isinstance(form, str) else form
     theta = np.atleast_2d(np.asarray(theta, float))
-    t, eff_n = _terms(form, theta, pts)
+    t, eff_n = _terms(spec, theta, pts)
     # hand-rolled log-sum-exp: scipy's costs more than the rest of the objective on a few hundred points
     m = t.max(axis=-1)
     ex = np.exp(t - m[..., None])
@@ -77,17 +75,14 @@ def objective(form: str, theta: np.ndarray, pts: Points, delta: float, *, grad: 
     hp = np.clip(r, -delta, delta)  # d huber / d r
     w = ex * (hp / total)[..., None]  # (K, n, T): d obj / d term
     g = np.zeros_like(theta)
-    g[:, 0] = w[..., 0].sum(1)
-    g[:, 1] = w[..., 1].sum(1)
-    if form == "reduced":
-        alpha_col, first_rho = 2, 3
-    else:
-        g[:, 2] = w[..., 2].sum(1)
-        g[:, 4] = -(w[..., 2] * pts.log_d[None, :]).sum(1)
-        alpha_col, first_rho = 3, 5
+    g[:, spec.index("e")] = w[..., 0].sum(1)
+    g[:, spec.index("a")] = w[..., 1].sum(1)
+    if spec.data_term:
+        g[:, spec.index("b")] = w[..., 2].sum(1)
+        g[:, spec.index("beta")] = -(w[..., 2] * pts.log_d[None, :]).sum(1)
+    alpha_col, first_rho = spec.index("alpha"), len(spec.core)
     g[:, alpha_col] = -(w[..., 1] * eff_n).sum(1)
-    n_rho = theta.shape[1] - first_rho
-    for j in range(n_rho):
+    for j in range(theta.shape[1] - first_rho):
         mask = pts.rho_index == j
         g[:, first_rho + j] = -(w[:, mask, 1] * theta[:, alpha_col, None]).sum(1)
     return value, g

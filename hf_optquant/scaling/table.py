@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .laws import FULL_PRECISION
+from .laws import FULL_PRECISION, SPECS
 from .objective import Points
 
 __all__ = ["load_table", "validate_table", "groups"]
@@ -114,7 +114,7 @@ def groups(df, form: str):
     out = []
     for opt, g in df.groupby("optimizer", sort=True):
         precs = sorted(p for p in g["precision"].unique() if p != FULL_PRECISION)
-        if precs and form == "chinchilla":
+        if precs and not SPECS[form].rho:
             raise ConfigError("precision", f"{opt}: rows in precision {precs[0]!r} but the chinchilla form has "
                               "no rho", "use --form precision or --form reduced, or keep only full-precision rows")
         if precs and FULL_PRECISION not in set(g["precision"]):

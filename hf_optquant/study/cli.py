@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--print-commands", action="store_true",
                       help="print one self-contained command per training run (e.g. for a SLURM job array)")
-    mode.add_argument("--run", metavar="RUN_ID", help="train only this run (what --print-commands prints)")
+    # --run-id: torchrun's parser reads every word and rejects --run as an ambiguous prefix of its --run-path.
+    mode.add_argument("--run", "--run-id", dest="run", metavar="RUN_ID",
+                      help="train only this run (what --print-commands prints)")
     mode.add_argument("--collect", action="store_true",
                       help="build results and report from finished run dirs (Common Loss, PTQ, eval, diagnose, fit)")
     parser.add_argument("--set", nargs="*", default=[], metavar="--field=value",
@@ -46,13 +48,19 @@ def run(args) -> int:
     if args.print_commands:
         from .runs import fp_runs, qat_runs, run_command
 
+        launch = {"nodes": cfg.nodes, "procs_per_node": cfg.procs_per_node, "accelerate_config": cfg.accelerate_config}
+
+        if cfg.nodes > 1:
+            print(f"# each line runs once on every one of its {cfg.nodes} nodes, with MASTER_ADDR (first node), "
+                  "MASTER_PORT" + (" and NODE_RANK" if cfg.launcher == "accelerate" else "") +
+                  " set by the job script (docs/distributed.md)")
         print("# full-precision runs (one per line; run these first)")
         for spec in fp_runs(cfg):
-            print(run_command(cfg_path, spec, cfg.launcher))
+            print(run_command(cfg_path, spec, cfg.launcher, **launch))
         if qat_runs(cfg):
             print("# QAT runs (use the full-precision lr sweep's winner: start after the runs above)")
             for spec in qat_runs(cfg):
-                print(run_command(cfg_path, spec, cfg.launcher))
+                print(run_command(cfg_path, spec, cfg.launcher, **launch))
         print(f"# then: hf-optquant study {cfg_path} --collect")
         return 0
     if args.run:

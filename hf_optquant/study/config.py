@@ -75,7 +75,12 @@ class StudyConfig:
     seed: int = field(default=0, metadata={"help": "Seed for data order and initial weights."})
     train_overrides: dict[str, Any] = field(default_factory=dict,
                                             metadata={"help": "Extra TrainingArguments fields for every run."})
-    launcher: str = field(default="python", metadata={"help": "python or accelerate (for --print-commands)."})
+    launcher: str = field(default="python", metadata={
+        "help": "python, accelerate or torchrun: how --print-commands launches each run."})
+    nodes: int = field(default=1, metadata={"help": "Nodes per run (--print-commands; accelerate or torchrun)."})
+    procs_per_node: int = field(default=1, metadata={"help": "Processes (GPUs) per node for each run."})
+    accelerate_config: str | None = field(default=None, metadata={
+        "help": "accelerate config file for launcher accelerate, e.g. trainer_configs/accelerate_fsdp2.yaml."})
 
     def __post_init__(self):
         from ..models import SIZE_PRESETS
@@ -103,8 +108,20 @@ class StudyConfig:
                 raise ConfigError("learning_rates", f"unknown optimizer {k!r}", f"use {', '.join(OPTIMIZERS)}")
         if self.fit_form not in ("reduced", "precision", "chinchilla"):
             raise ConfigError("fit_form", f"unknown form {self.fit_form!r}", "use reduced, precision or chinchilla")
-        if self.launcher not in ("python", "accelerate"):
-            raise ConfigError("launcher", f"unknown launcher {self.launcher!r}", "use python or accelerate")
+        from .launch import LAUNCHERS
+
+        if self.launcher not in LAUNCHERS:
+            raise ConfigError("launcher", f"unknown launcher {self.launcher!r}", f"use {', '.join(LAUNCHERS)}")
+        for name in ("nodes", "procs_per_node"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+                raise ConfigError(name, f"must be a whole number >= 1, got {v!r}", f"use e.g. {name}: 1")
+        if self.launcher == "python" and (self.nodes > 1 or self.procs_per_node > 1):
+            raise ConfigError("launcher", "python starts one process", "set launcher: torchrun or accelerate "
+                              "for nodes / procs_per_node > 1")
+        if self.accelerate_config is not None and self.launcher != "accelerate":
+            raise ConfigError("accelerate_config", f"is only used with launcher accelerate, not {self.launcher}",
+                              "set launcher: accelerate, or drop accelerate_config")
         if self.eval_every <= 0 or self.batch_size <= 0 or self.block_size <= 1:
             raise ConfigError("eval_every", "eval_every, batch_size and block_size must be positive",
                               "use e.g. eval_every: 20, batch_size: 16, block_size: 128")

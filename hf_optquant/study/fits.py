@@ -14,16 +14,25 @@ from .common_loss import selected_fp_run
 from .config import RunSpec, StudyConfig
 from .runs import run_dir
 
-__all__ = ["scaling_table", "fit_step", "correlate_step", "PAPER_RHO", "PAPER_CORRELATIONS"]
+__all__ = ["qat_precision_label", "scaling_table", "fit_step", "correlate_step", "PAPER_RHO", "PAPER_CORRELATIONS"]
 
 logger = logging.getLogger(__name__)
+
+
+def qat_precision_label(qat) -> str:
+    """The results table's precision label of the QAT runs: ``4bit`` for W4A4 (the paper's, and the label
+    published results use), ``w4a8`` / ``w4a16`` when weights and activations differ."""
+    w, a = qat.w_bits, qat.a_bits
+    if a == w:
+        return f"{w}bit"
+    return f"w{w}a{16 if a is None else a}"
 
 
 def scaling_table(cfg: StudyConfig):
     """One row per (optimizer, size, precision): N, D, final eval loss."""
     import pandas as pd
 
-    rows = []
+    rows, label = [], qat_precision_label(cfg.qat)
     for size in cfg.sizes:
         for opt in cfg.optimizers:
             specs = [selected_fp_run(cfg, opt, size)]
@@ -31,7 +40,7 @@ def scaling_table(cfg: StudyConfig):
                 specs.append(RunSpec(optimizer=opt, size=size, precision="qat", lr=None))
             for spec in specs:
                 rec = read_json(run_dir(cfg, spec) / "run.json")
-                rows.append({"optimizer": opt, "size": size, "precision": "4bit" if spec.precision == "qat" else "full",
+                rows.append({"optimizer": opt, "size": size, "precision": label if spec.precision == "qat" else "full",
                              "N": rec["n_params"], "D": rec["tokens_seen"], "loss": rec["final_eval_loss"]})
     return pd.DataFrame(rows)
 
@@ -51,7 +60,8 @@ def fit_step(cfg: StudyConfig) -> None:
     except ConfigError as exc:  # e.g. too few sizes for the form: the report says why, the study goes on
         atomic_write_json(out, {"available": False, "reason": f"{form} fit not possible: {exc}"})
         return
-    atomic_write_json(out, {"available": True, "form": form, "fits": res})
+    atomic_write_json(out, {"available": True, "form": form, "qat_precision": qat_precision_label(cfg.qat),
+                            "fits": res})
 
 
 def correlate_step(cfg: StudyConfig) -> None:

@@ -209,15 +209,16 @@ def write_report(cfg: StudyConfig) -> Path:
         s += ["", "Best under QAT: " + ", ".join(f"{k}: **{v}**" for k, v in bestq.items()) + ".", "",
               "Paper (QAT accuracy relative drop %):", "", _paper_line(PAPER_QAT_DROP, opts), ""]
     # 4. Scaling fits.
-    s += ["## 4. Scaling fits and parameter efficiency rho (4-bit QAT)", ""]
     fit = rec.get("fit")
+    label = (fit or {}).get("qat_precision", "4bit")
+    s += [f"## 4. Scaling fits and parameter efficiency rho (QAT, precision `{label}`)", ""]
     if fit and fit.get("available"):
         rows = []
         for o in opts:
             f = fit["fits"].get(o, {})
             params = f.get("params", {})
-            rho = (params.get("rho") or {}).get("4bit")
-            ci = (((f.get("ci") or {}).get("rho")) or {}).get("4bit")
+            rho = (params.get("rho") or {}).get(label)
+            ci = (((f.get("ci") or {}).get("rho")) or {}).get(label)
             rows.append([o, params.get("E"), params.get("alpha"), rho,
                          f"[{_f(ci[0], 3)}, {_f(ci[1], 3)}]" if ci else "n/a", f.get("loo_rmse"),
                          PAPER_RHO.get(o)])

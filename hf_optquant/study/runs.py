@@ -128,8 +128,12 @@ def train_run(cfg: StudyConfig, spec: RunSpec, *, tokenizer_dir: str | None = No
     return run_training(TrainJobArguments(**job), OptQuantTrainingArguments(**targs))
 
 
-def run_command(cfg_path: str, spec: RunSpec, launcher: str = "python") -> str:
-    base = ["hf-optquant", "study", cfg_path, "--run", spec.run_id]
-    if launcher == "accelerate":
-        base = ["accelerate", "launch", "-m", "hf_optquant.cli", "study", cfg_path, "--run", spec.run_id]
-    return " ".join(shlex.quote(x) for x in base)
+def run_command(cfg_path: str, spec: RunSpec, launcher: str = "python", *, nodes: int = 1, procs_per_node: int = 1,
+                accelerate_config: str | None = None) -> str:
+    from .launch import launch_prefix
+
+    prefix = launch_prefix(launcher, nodes=nodes, procs_per_node=procs_per_node,
+                           accelerate_config=accelerate_config, run_id=spec.run_id)
+    # torchrun's own parser sees "--run" and rejects it as ambiguous (--run-path): give it the long alias.
+    flag = "--run-id" if launcher == "torchrun" else "--run"
+    return " ".join(prefix + [shlex.quote(x) for x in ("study", cfg_path, flag, spec.run_id)])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..io import atomic_dir, atomic_write_json, read_json
+from ..io import atomic_write_json, read_json
 
 __all__ = ["CommonLossCallback", "COMMON_LOSS_DIR"]
 
@@ -21,8 +21,8 @@ COMMON_LOSS_DIR = "common_loss"
 class CommonLossCallback(TrainerCallback):
     """Saves ``<output_dir>/common_loss/`` (model, tokenizer, ``common_loss.json``) once.
 
-    Holds the trainer to save through its own ``save_model`` (which unwraps DDP/accelerate
-    and saves tied weights the HF way). A run resumed after the save keeps the saved one.
+    Holds the trainer to save through its ``save_model_collective`` (which unwraps DDP/accelerate,
+    gathers FSDP2 shards and saves tied weights the HF way). A run resumed after the save keeps the saved one.
     """
 
     def __init__(self, trainer, threshold: float):
@@ -50,11 +50,8 @@ class CommonLossCallback(TrainerCallback):
             "tokens": int(self.trainer.tokens_seen(state.global_step)),
             "path": str(self.path),
         }
-        # Under DDP every rank holds the full model, so the main process alone saves it.
+        # Every rank joins (FSDP2 gathers the shards); the main process alone writes.
+        self.trainer.save_model_collective(self.path, lambda tmp: atomic_write_json(tmp / "common_loss.json", rec))
         if self.trainer.is_world_process_zero():
-            with atomic_dir(self.path, overwrite=True) as tmp:
-                self.trainer.save_model(str(tmp), _internal_call=True)
-                atomic_write_json(tmp / "common_loss.json", rec)
             logger.info("Common Loss %.4f reached at step %d (eval loss %.4f): saved %s",
                         self.threshold, rec["step"], loss, self.path)
-        self.trainer.accelerator.wait_for_everyone()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..io import atomic_dir, atomic_write_json, read_json
+from ..io import atomic_write_json, read_json
 
 __all__ = ["EvalSnapshotCallback", "SNAPSHOT_DIR", "list_snapshots"]
 
@@ -22,18 +22,16 @@ class EvalSnapshotCallback(TrainerCallback):
         self.trainer = trainer
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if not metrics or "eval_loss" not in metrics or not self.trainer.is_world_process_zero():
+        if not metrics or "eval_loss" not in metrics:
             return
         path = Path(args.output_dir) / SNAPSHOT_DIR / f"step-{state.global_step:08d}"
         if path.exists():  # re-evaluation after a resume: keep the first
             return
-        with atomic_dir(path) as tmp:
-            self.trainer.save_model(str(tmp), _internal_call=True)
-            atomic_write_json(tmp / "snapshot.json", {
-                "step": int(state.global_step),
-                "tokens": int(self.trainer.tokens_seen(state.global_step)),
-                "eval_loss": float(metrics["eval_loss"]),
-            })
+        rec = {"step": int(state.global_step), "tokens": int(self.trainer.tokens_seen(state.global_step)),
+               "eval_loss": float(metrics["eval_loss"])}
+        # Every rank joins (FSDP2 gathers the shards); the main process alone writes.
+        self.trainer.save_model_collective(path, lambda tmp: atomic_write_json(tmp / "snapshot.json", rec),
+                                           overwrite=False)
 
 
 def list_snapshots(run_dir: str | Path) -> list[dict]:

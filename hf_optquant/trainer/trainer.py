@@ -80,6 +80,67 @@ class OptQuantTrainer(Trainer):
             return self.lr_scheduler
         return super().create_scheduler(num_training_steps, optimizer)
 
+    # --- FSDP2: sharded optimizer checkpoints, full model saves ---------------------------
+    def _combined_optimizer(self):
+        from ..optim import CombinedOptimizer
+
+        opt = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate's AcceleratedOptimizer
+        return opt if isinstance(opt, CombinedOptimizer) else None
+
+    def _fsdp_ours(self) -> bool:
+        return bool(self.is_fsdp_enabled and self._combined_optimizer() is not None)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        # accelerate's FSDP optimizer save maps a torch-format state dict onto parameter names; ours nests
+        # several optimizers and keeps whole-matrix state on owner ranks, so each rank saves its own part.
+        if not self._fsdp_ours():
+            return super()._save_optimizer_and_scheduler(output_dir)
+        from accelerate.utils import save_fsdp_model
+        from transformers.trainer import SCHEDULER_NAME
+
+        from .parallel import save_optimizer_shard
+
+        save_fsdp_model(self.accelerator.state.fsdp_plugin, self.accelerator, self.model, output_dir)
+        save_optimizer_shard(self._combined_optimizer(), output_dir, self.args.process_index, self.args.world_size)
+        if self.args.should_save:
+            torch.save(self.lr_scheduler.state_dict(), Path(output_dir) / SCHEDULER_NAME)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        if checkpoint is None or not self._fsdp_ours():
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        from transformers.trainer import SCHEDULER_NAME
+
+        from .parallel import load_optimizer_shard
+
+        load_optimizer_shard(self._combined_optimizer(), checkpoint, self.args.process_index, self.args.world_size)
+        sched = Path(checkpoint) / SCHEDULER_NAME
+        if sched.exists():
+            self.lr_scheduler.load_state_dict(torch.load(sched, map_location="cpu", weights_only=True))
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Under FSDP2 every rank joins the gather and the main process writes a full HF model (plain Trainer
+        writes nothing with a sharded state dict); checkpoints keep accelerate's sharded model files."""
+        sharded = self.is_fsdp_enabled and "FULL_STATE_DICT" not in str(self.accelerator.state.fsdp_plugin.state_dict_type)
+        if not sharded or _internal_call:
+            return super().save_model(output_dir, _internal_call=_internal_call)
+        state = self.accelerator.get_state_dict(self.model)
+        self._save(output_dir or self.args.output_dir, state_dict=state)
+
+    def save_model_collective(self, path: str | Path, write, *, overwrite: bool = True) -> None:
+        """Save a full model into ``path`` from every rank: under FSDP2 all ranks gather, the main process
+        alone calls ``write(tmp_dir)`` after the weights are in ``tmp_dir`` (``atomic_dir``; others wait)."""
+        from ..io import atomic_dir
+
+        state = self.accelerator.get_state_dict(self.model) if self.is_fsdp_enabled else None
+        if self.is_world_process_zero():
+            with atomic_dir(Path(path), overwrite=overwrite) as tmp:
+                if state is None:
+                    super().save_model(str(tmp), _internal_call=True)
+                else:
+                    self._save(str(tmp), state_dict=state)
+                write(tmp)
+        self.accelerator.wait_for_everyone()
+
     # --- bookkeeping ------------------------------------------------------------------
     def tokens_seen(self, step: int | None = None) -> int:
         seen = int(getattr(self.state, "num_input_tokens_seen", 0) or 0)
@@ -91,11 +152,26 @@ class OptQuantTrainer(Trainer):
         per_step = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
         return int(step * per_step * self.args.world_size * self.block_size)
 
+    def _run_epoch(self, *args, **kwargs):
+        # HF Trainer's loop trains a step before it first compares global_step with max_steps, so a
+        # run resumed from its last checkpoint (killed after checkpoint-N of N, before run.json)
+        # trained step N+1. No epoch starts once the budget is spent.
+        if self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps:
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
     def train(self, *args, **kwargs):
         """Train, then evaluate, save the final model to ``output_dir`` and write ``run.json`` last
         (so a run dir with ``run.json`` is always complete)."""
         start = time.time()
         out = super().train(*args, **kwargs)
+        if getattr(self, "_initial_global_step", -1) >= out.global_step and self.state.log_history:
+            # Resumed from a finished checkpoint: HF's "train_loss" of zero steps is 0/0.001 = 0, not a loss.
+            summary = self.state.log_history[-1]
+            if "train_loss" in summary:
+                summary["train_loss"] = None
+                out.metrics["train_loss"] = None
         final = self.evaluate() if self.eval_dataset is not None else {}
         self.save_model(self.args.output_dir)
         if self.is_world_process_zero():

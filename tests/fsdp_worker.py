@@ -1,0 +1,140 @@
+"""Run under torchrun (gloo, CPU): each optimizer under FSDP2 (fully_shard) against one unsharded process.
+
+argv: OUT_DIR OPTS [--resume OPTS]. Every rank also trains the unsharded reference on the whole global batch
+(no collectives, so both ranks do it side by side); rank 0 writes ``result.json``:
+{opt: {"ref_losses", "fsdp_losses", "ref_final", "fsdp_final", "max_param_diff", "state_bytes": [per rank]}}
+and, for ``--resume`` optimizers, "resume_max_diff": max |weights after 2 + save/load + 2 steps - 4 steps|.
+"""
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+from torch.distributed.fsdp import fully_shard
+
+from hf_optquant.models import build_model
+from hf_optquant.optim import build_optimizer
+from hf_optquant.optim.distributed import state_bytes
+from hf_optquant.trainer.parallel import load_optimizer_shard, save_optimizer_shard
+
+STEPS, VOCAB, SEQ, GLOBAL_BATCH = 4, 256, 32, 8
+# Preconditioners from the first steps, so that 4 steps exercise the matrix computations.
+OVERRIDES = {"shampoo": {"start_preconditioning_step": 1, "precondition_frequency": 2},
+             "soap": {"precondition_frequency": 2}}
+
+
+def model():
+    return build_model("tiny-2", vocab_size=VOCAB, seed=0).to(torch.float32)
+
+
+def shard(m):
+    for layer in m.model.layers:
+        fully_shard(layer)
+    fully_shard(m)
+    return m
+
+
+def loss_of(m, x):
+    return m(input_ids=x, labels=x).loss
+
+
+def train(m, opt, batch, steps, record):
+    for _ in range(steps):
+        loss = loss_of(m, batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        record.append(global_mean(loss.detach()))
+
+
+def global_mean(t):
+    if dist.is_initialized():
+        t = t.clone()
+        dist.all_reduce(t)
+        t /= dist.get_world_size()
+    return float(t)
+
+
+@torch.no_grad()
+def full_params(m):
+    out = {}
+    for n, p in m.named_parameters():
+        out[n] = p.full_tensor() if hasattr(p, "full_tensor") else p.detach()
+    return out
+
+
+def main():
+    out = Path(sys.argv[1])
+    opts = [o for o in sys.argv[2].split(",") if o]
+    resume = sys.argv[4].split(",") if len(sys.argv) > 4 and sys.argv[3] == "--resume" else []
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    g = torch.Generator().manual_seed(1)
+    data = torch.randint(0, VOCAB, (GLOBAL_BATCH, SEQ), generator=g)
+    local = data.chunk(world)[rank]
+    result = {}
+    for name in opts:
+        kw = OVERRIDES.get(name, {})
+        torch.manual_seed(0)
+        ref = model()
+        ref_opt = build_optimizer(name, ref, **kw)
+        ref_losses = []
+        for _ in range(STEPS):
+            loss = loss_of(ref, data)
+            loss.backward()
+            ref_opt.step()
+            ref_opt.zero_grad()
+            ref_losses.append(float(loss.detach()))
+        with torch.no_grad():
+            ref_final = float(loss_of(ref, data))
+        torch.manual_seed(0)
+        m = shard(model())
+        opt = build_optimizer(name, m, **kw)
+        losses = []
+        train(m, opt, local, STEPS, losses)
+        with torch.no_grad():
+            final = global_mean(loss_of(m, local).detach())
+        full = full_params(m)
+        diff = max(float((full[n] - p.detach()).abs().max()) for n, p in ref.named_parameters())
+        sizes = [None] * world
+        dist.all_gather_object(sizes, state_bytes(opt))
+        entry = {"ref_losses": ref_losses, "fsdp_losses": losses, "ref_final": ref_final, "fsdp_final": final,
+                 "max_param_diff": diff, "state_bytes": sizes, "ref_state_bytes": state_bytes(ref_opt)}
+        if name in resume:
+            entry["resume_max_diff"] = resume_check(name, kw, local, full, out / f"ckpt-{name}")
+        result[name] = entry
+    if rank == 0:
+        (out / "result.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+def resume_check(name, kw, local, uninterrupted, ckpt: Path) -> float:
+    """2 steps, save (sharded model via DCP, this rank's optimizer shard), fresh model, load, 2 more steps."""
+    torch.manual_seed(0)
+    m = shard(model())
+    opt = build_optimizer(name, m, **kw)
+    train(m, opt, local, 2, [])
+    dcp.save({"model": get_model_state_dict(m)}, checkpoint_id=str(ckpt / "model"))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    save_optimizer_shard(opt, ckpt, rank, world)  # what OptQuantTrainer writes under FSDP2
+    rng = torch.get_rng_state()  # PSGD draws random probes (the Trainer saves this per rank too)
+    dist.barrier()
+    torch.manual_seed(123)  # different init: everything must come from the checkpoint
+    m2 = shard(build_model("tiny-2", vocab_size=VOCAB, seed=7).to(torch.float32))
+    opt2 = build_optimizer(name, m2, **kw)
+    sd = {"model": get_model_state_dict(m2)}
+    dcp.load(sd, checkpoint_id=str(ckpt / "model"))
+    set_model_state_dict(m2, sd["model"])
+    load_optimizer_shard(opt2, ckpt, rank, world)
+    torch.set_rng_state(rng)
+    train(m2, opt2, local, STEPS - 2, [])
+    full = full_params(m2)
+    return max(float((full[n] - uninterrupted[n]).abs().max()) for n in uninterrupted)
+
+
+if __name__ == "__main__":
+    main()
