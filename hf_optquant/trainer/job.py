@@ -48,7 +48,14 @@ class TrainJobArguments:
         if self.max_eval_tokens is not None and self.max_eval_tokens < self.block_size:
             raise ConfigError("max_eval_tokens", f"{self.max_eval_tokens} is fewer than one block of "
                               f"{self.block_size} tokens", f"use at least {self.block_size}, or null for all")
+        from ..models import SIZE_PRESETS
         from ..models.limits import check_sequence_length
+
+        m = str(self.model)
+        if m not in SIZE_PRESETS and not Path(m).exists() and (Path(m).is_absolute() or m.startswith((".", "~"))
+                                                               or m.count("/") > 1):
+            raise ConfigError("model", f"there is no model dir {m}",
+                              f"use a preset ({', '.join(SIZE_PRESETS)}), an existing model dir or a Hub id")
 
         check_sequence_length(self.model, self.block_size, "block_size")
 
@@ -126,11 +133,21 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
     # With a tokenizer dir (a study's shared one), the packed corpus is cached beside it.
     cache = job.tokenizer if job.tokenizer and Path(job.tokenizer).is_dir() else None
     ident = {"dataset_config": job.dataset_config, "text_column": job.text_column}
-    train_ds = BlockDataset(cached_blocks(cache, packed_key(job.dataset, "train", job.block_size, **ident),
-                                          lambda: pack_tokens(splits["train"], tok, job.block_size)))
+    sequences_per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
+
+    def enough(blocks):  # checked inside make(): a corpus too small for one step is never cached
+        if blocks.shape[0] < sequences_per_step:
+            raise ConfigError("dataset", f"{job.dataset!r} packs into {blocks.shape[0]} blocks of {job.block_size} "
+                              f"tokens, fewer than the {sequences_per_step} sequences of one optimizer step",
+                              "give more text, or lower block_size / per_device_train_batch_size")
+        return blocks
+
     val_key = packed_key(job.dataset, "validation", job.block_size, max_tokens=job.max_eval_tokens, **ident)
-    val_ds = BlockDataset(cached_blocks(cache, val_key, lambda: pack_tokens(
-        splits["validation"], tok, job.block_size, max_tokens=job.max_eval_tokens)))
+    # The (small, capped) validation split is packed first so that its errors also come before any write.
+    val_blocks = pack_tokens(splits["validation"], tok, job.block_size, max_tokens=job.max_eval_tokens)
+    train_ds = BlockDataset(cached_blocks(cache, packed_key(job.dataset, "train", job.block_size, **ident),
+                                          lambda: enough(pack_tokens(splits["train"], tok, job.block_size))))
+    val_ds = BlockDataset(cached_blocks(cache, val_key, lambda: val_blocks))
     if job.tokens_per_param is not None:
         per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
         targs.max_steps = budget_steps(job.tokens_per_param, n_params, per_step, job.block_size)
@@ -138,11 +155,7 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
         targs.max_steps = math.ceil(len(train_ds) * targs.num_train_epochs /
                                     (targs.per_device_train_batch_size * targs.gradient_accumulation_steps *
                                      targs.world_size))
-    sequences_per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
-    if len(train_ds) < sequences_per_step:
-        raise ConfigError("dataset", f"{job.dataset!r} packs into {len(train_ds)} blocks of {job.block_size} tokens, "
-                          f"fewer than the {sequences_per_step} sequences of one optimizer step",
-                          "give more text, or lower block_size / per_device_train_batch_size")
+    enough(train_ds.blocks)  # also when it came from the cache
     _save_tokenizer_cache(tok, out)
     trainer = OptQuantTrainer(
         model=model,
