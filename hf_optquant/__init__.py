@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "OptQuantTrainer": "hf_optquant.trainer",
     "OptQuantTrainingArguments": "hf_optquant.trainer",
+    "OptQuantTrainerMixin": "hf_optquant.trainer",
+    "optimizer_cls_and_kwargs": "hf_optquant.optim",
     "build_optimizer": "hf_optquant.optim",
     "OPTIMIZERS": "hf_optquant.optim",
     "build_model": "hf_optquant.models",

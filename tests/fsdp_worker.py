@@ -1,11 +1,15 @@
 """Run under torchrun (gloo, CPU): each optimizer under FSDP2 (fully_shard) against one unsharded process.
 
-argv: OUT_DIR OPTS [--resume OPTS]. Every rank also trains the unsharded reference on the whole global batch
+argv: OUT_DIR OPTS [--resume OPTS]. Env HFOQ_FSDP_BACKEND=nccl runs on one GPU per rank (the CUDA path:
+benchmarks/fsdp_cuda_check.sh), HFOQ_FSDP_BF16=1 adds FSDP2's bf16 compute (fp32 shards and optimizer) and
+bf16 autocast in the reference. Every rank also trains the unsharded reference on the whole global batch
 (no collectives, so both ranks do it side by side); rank 0 writes ``result.json``:
 {opt: {"ref_losses", "fsdp_losses", "ref_final", "fsdp_final", "max_param_diff", "state_bytes": [per rank]}}
 and, for ``--resume`` optimizers, "resume_max_diff": max |weights after 2 + save/load + 2 steps - 4 steps|.
 """
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from hf_optquant.models import build_model
 from hf_optquant.optim import build_optimizer
@@ -23,22 +27,35 @@ from hf_optquant.trainer.parallel import load_optimizer_shard, save_optimizer_sh
 STEPS, VOCAB, SEQ, GLOBAL_BATCH = 4, 256, 32, 8
 # Preconditioners from the first steps, so that 4 steps exercise the matrix computations.
 OVERRIDES = {"shampoo": {"start_preconditioning_step": 1, "precondition_frequency": 2},
-             "soap": {"precondition_frequency": 2}}
+             # With ant's routing SOAP would also take the tied embedding, whose 256 x 256 factor has rank <= 8 x 32
+             # tokens: its eigenbasis on the null space follows rounding, so the gradient-reduction order of FSDP
+             # vs one process moves the loss by ~5e-3; the matrix path is compared with the AdamW side group.
+             "soap": {"precondition_frequency": 2, "side_optimizer": "adamw"}}
 
 
-def model():
-    return build_model("tiny-2", vocab_size=VOCAB, seed=0).to(torch.float32)
+BACKEND = os.environ.get("HFOQ_FSDP_BACKEND", "gloo")
+BF16 = os.environ.get("HFOQ_FSDP_BF16") == "1"
+DEVICE = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if BACKEND == "nccl" else torch.device("cpu")
+
+
+def model(seed=0):
+    return build_model("tiny-2", vocab_size=VOCAB, seed=seed).to(device=DEVICE, dtype=torch.float32)
 
 
 def shard(m):
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if BF16 else \
+        MixedPrecisionPolicy()
     for layer in m.model.layers:
-        fully_shard(layer)
-    fully_shard(m)
+        fully_shard(layer, mp_policy=mp)
+    fully_shard(m, mp_policy=mp)
     return m
 
 
-def loss_of(m, x):
-    return m(input_ids=x, labels=x).loss
+def loss_of(m, x, sharded=True):
+    # The reference computes in bf16 the way FSDP2 does: bf16 weights and activations, fp32 master weights.
+    ctx = torch.autocast(DEVICE.type, dtype=torch.bfloat16) if BF16 and not sharded else contextlib.nullcontext()
+    with ctx:
+        return m(input_ids=x, labels=x).loss.float()
 
 
 def train(m, opt, batch, steps, record):
@@ -71,10 +88,12 @@ def main():
     opts = [o for o in sys.argv[2].split(",") if o]
     resume = sys.argv[4].split(",") if len(sys.argv) > 4 and sys.argv[3] == "--resume" else []
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")
+    if DEVICE.type == "cuda":
+        torch.cuda.set_device(DEVICE)
+    dist.init_process_group(BACKEND)
     rank, world = dist.get_rank(), dist.get_world_size()
     g = torch.Generator().manual_seed(1)
-    data = torch.randint(0, VOCAB, (GLOBAL_BATCH, SEQ), generator=g)
+    data = torch.randint(0, VOCAB, (GLOBAL_BATCH, SEQ), generator=g).to(DEVICE)
     local = data.chunk(world)[rank]
     result = {}
     for name in opts:
@@ -84,13 +103,13 @@ def main():
         ref_opt = build_optimizer(name, ref, **kw)
         ref_losses = []
         for _ in range(STEPS):
-            loss = loss_of(ref, data)
+            loss = loss_of(ref, data, sharded=False)
             loss.backward()
             ref_opt.step()
             ref_opt.zero_grad()
             ref_losses.append(float(loss.detach()))
         with torch.no_grad():
-            ref_final = float(loss_of(ref, data))
+            ref_final = float(loss_of(ref, data, sharded=False))
         torch.manual_seed(0)
         m = shard(model())
         opt = build_optimizer(name, m, **kw)
@@ -124,7 +143,7 @@ def resume_check(name, kw, local, uninterrupted, ckpt: Path) -> float:
     rng = torch.get_rng_state()  # PSGD draws random probes (the Trainer saves this per rank too)
     dist.barrier()
     torch.manual_seed(123)  # different init: everything must come from the checkpoint
-    m2 = shard(build_model("tiny-2", vocab_size=VOCAB, seed=7).to(torch.float32))
+    m2 = shard(model(seed=7))
     opt2 = build_optimizer(name, m2, **kw)
     sd = {"model": get_model_state_dict(m2)}
     dcp.load(sd, checkpoint_id=str(ckpt / "model"))

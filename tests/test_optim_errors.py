@@ -40,7 +40,8 @@ def test_non_positive_lr(name, lr, model):
 @pytest.mark.parametrize(
     "name, overrides, field",
     [
-        ("shampoo", {"graft": "adam"}, "graft"),
+        ("shampoo", {"grafting": "adamw"}, "grafting"),
+        ("shampoo", {"start_preconditioning_step": 0}, "start_preconditioning_step"),
         ("adamw", {"weight_decay": -0.1}, "weight_decay"),
         ("adamw", {"betas": (0.9, 1.5)}, "betas"),
         ("muon", {"embed_lr": 0}, "embed_lr"),

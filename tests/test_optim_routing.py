@@ -1,6 +1,7 @@
 """The paper's routing on HF causal LMs: tied, untied, peft and DDP-wrapped models."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from hf_optquant.models import build_model
@@ -58,3 +59,63 @@ def test_ddp_wrapped_model_routes_like_the_bare_one(tmp_path):
         assert [g["name"] for g in opt.param_groups] == ["hidden", "embed", "gain"]
     finally:
         dist.destroy_process_group()
+
+
+def _gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=1, n_head=2))
+
+
+def test_learned_position_embeddings_route_with_the_embeddings_and_conv1d_is_known():
+    from hf_optquant.optim.routing import transposed_weights
+
+    m = _gpt2()
+    g = route_parameters(m)
+    embed = {id(p) for p in g["embed"]}
+    assert embed == {id(m.transformer.wte.weight), id(m.transformer.wpe.weight)}
+    conv = {id(m.transformer.h[0].attn.c_attn.weight), id(m.transformer.h[0].mlp.c_fc.weight)}
+    assert conv <= transposed_weights(m) and conv <= {id(p) for p in g["hidden"]}
+
+
+class _Pair(torch.nn.Module):
+    """A Linear (out, in) and a Conv1D (in, out) holding the same matrix, for transpose equivariance."""
+
+    def __init__(self, d_in=8, d_out=32):
+        from transformers.pytorch_utils import Conv1D
+
+        super().__init__()
+        self.lin = torch.nn.Linear(d_in, d_out, bias=False)
+        self.conv = Conv1D(d_out, d_in)
+        with torch.no_grad():
+            self.conv.weight.copy_(self.lin.weight.T)
+        self.conv.bias.requires_grad_(False)
+
+
+@pytest.mark.parametrize("name", ["muon", "scion", "shampoo"])
+def test_conv1d_weights_follow_the_out_in_shape_rules(name):
+    m = _Pair()
+    opt = build_optimizer(name, m)
+    g = torch.randn(32, 8, generator=torch.Generator().manual_seed(0))
+    before = m.lin.weight.detach().clone()
+    for _ in range(2):
+        m.lin.weight.grad, m.conv.weight.grad = g.clone(), g.T.clone()
+        opt.step()
+    du, dc = m.lin.weight.detach() - before, m.conv.weight.detach().T - before
+    # Muon's scale sqrt(max(1, 32/8)) = 2 for both (the (in, out) weight would get 1 without the rule).
+    assert du.norm() > 0 and ((du - dc).norm() / du.norm()).item() < (2e-2 if name in ("muon", "scion") else 1e-3)
+
+
+@pytest.mark.parametrize("name", ["psgd", "soap", "shampoo"])
+def test_ant_routing_is_the_default_and_adamw_side_group_an_option(name):
+    m = build_model("tiny-1", vocab_size=128, seed=0)
+    opt = build_optimizer(name, m, lr=1e-3, weight_decay=0.1)
+    assert list(opt.optimizers) == ["hidden"]
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert set(groups) == {"hidden", "embed", "gain"}
+    assert all(g["lr"] == 1e-3 and g["weight_decay"] == 0.1 for g in groups.values())
+    opt = build_optimizer(name, m, lr=1e-3, weight_decay=0.1, side_optimizer="adamw")
+    side = opt.optimizers["side"]
+    assert isinstance(side, torch.optim.AdamW)
+    assert all(g["lr"] == 3e-3 and g["weight_decay"] == 0.1 for g in side.param_groups)

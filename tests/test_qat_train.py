@@ -46,11 +46,14 @@ def test_each_optimizer_trains_under_qat(opt, tmp_path, tokenizer, lm_data):
 
 def test_qat_run_resumes_exactly(tmp_path, tokenizer, lm_data):
     kw = dict(optimizer="shampoo", max_steps=8, save_strategy="steps", save_steps=4)
-    _trainer(tmp_path, "full", tokenizer, lm_data, **kw).train()
+    full = _trainer(tmp_path, "full", tokenizer, lm_data, **kw)
+    full.train()
+    full.save_model()
     (tmp_path / "part").mkdir()
     shutil.copytree(tmp_path / "full" / "checkpoint-4", tmp_path / "part" / "checkpoint-4")
     resumed = _trainer(tmp_path, "part", tokenizer, lm_data, **kw)
     resumed.train(resume_from_checkpoint=str(tmp_path / "part" / "checkpoint-4"))
+    resumed.save_model()
     assert isinstance(resumed.model.lm_head, QATLinear)
     a = load_file(str(tmp_path / "full" / "model.safetensors"))
     b = load_file(str(tmp_path / "part" / "model.safetensors"))

@@ -44,6 +44,8 @@ def test_each_optimizer_trains_every_parameter(opt, tmp_path, tokenizer, lm_data
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     tr = _trainer(tmp_path, opt, tokenizer, lm_data, model=model, optimizer=opt)
     tr.train()
+    assert json.loads((tmp_path / opt / "run.json").read_text())["final_eval_loss"] is None  # no eval of its own
+    tr.evaluate()  # the script's final evaluation: recorded in run.json
     losses = [h["loss"] for h in tr.state.log_history if "loss" in h]
     assert len(losses) == 16
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.05, losses
@@ -75,12 +77,14 @@ def test_resume_from_mid_run_checkpoint_is_exact(opt, tmp_path, tokenizer, lm_da
     full = _trainer(tmp_path, "full", tokenizer, lm_data, optimizer=opt, max_steps=12, save_strategy="steps",
                     save_steps=6)
     full.train()
+    full.save_model()
     part = tmp_path / "part"
     part.mkdir()
     shutil.copytree(tmp_path / "full" / "checkpoint-6", part / "checkpoint-6")
     resumed = _trainer(tmp_path, "part", tokenizer, lm_data, optimizer=opt, max_steps=12, save_strategy="steps",
                        save_steps=6)
     resumed.train(resume_from_checkpoint=str(part / "checkpoint-6"))
+    resumed.save_model()
     a = load_file(str(tmp_path / "full" / "model.safetensors"))
     b = load_file(str(part / "model.safetensors"))
     assert a.keys() == b.keys()

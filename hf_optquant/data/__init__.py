@@ -1,9 +1,21 @@
-"""Data: the offline Penn Treebank default, local tokenizer training, packing into blocks."""
+"""Data: the offline Penn Treebank default, streamed corpora tokenized once into token shards on disk
+(memmapped blocks), pre-tokenized corpora, a tokenizer trained on a bounded sample; and the small
+in-memory packing helpers used for evaluation and tests."""
+from .blocks import TokenBlocks, store_blocks
+from .config import DataConfig
+from .packing import build_lm_datasets, load_text_splits, pack_tokens
+from .prepare import prepare_tokens
 from .ptb import ptb_splits
-from .tokenizer import train_bpe_tokenizer, load_or_train_tokenizer
-from .packing import pack_tokens, load_text_splits, build_lm_datasets
+from .store import TokenStore
+from .tokenizer import load_or_train_tokenizer, train_bpe_tokenizer, train_tokenizer_on_sample
 
 __all__ = [
+    "DataConfig",
+    "prepare_tokens",
+    "TokenStore",
+    "TokenBlocks",
+    "store_blocks",
+    "train_tokenizer_on_sample",
     "ptb_splits",
     "train_bpe_tokenizer",
     "load_or_train_tokenizer",

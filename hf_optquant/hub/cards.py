@@ -1,4 +1,4 @@
-"""Model, dataset and scaling-fit cards from the Jinja templates in ``hub_cards/``.
+"""Model, dataset and scaling-fit cards from the Jinja templates shipped in ``hf_optquant/resources/hub_cards/``.
 
 Cards are filled through ``huggingface_hub.ModelCard``/``DatasetCard.from_template`` so their
 YAML metadata (``model-index`` from ``eval_results``, tags, dataset ``configs``) is written by
@@ -8,11 +8,10 @@ says so in words (never the Hub template's "More information needed").
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 from ..errors import ConfigError
+from ..resources import resource_text
 
-__all__ = ["PAPER_RHO", "PAPER_ARXIV", "CITATION", "templates_dir", "fmt", "eval_results_from",
+__all__ = ["PAPER_RHO", "PAPER_ARXIV", "CITATION", "fmt", "eval_results_from",
            "model_card", "dataset_card", "scaling_section", "load_snippet"]
 
 PAPER_ARXIV = "2509.23500"
@@ -37,14 +36,6 @@ _TASK_DATASETS = {
 }
 _LOSS_DATASETS = {"ptb": ("ptb-text-only/ptb_text_only", "Penn Treebank")}
 _PARAM_ORDER = ("A", "alpha", "B", "beta", "E")
-
-
-def templates_dir() -> Path:
-    """``hub_cards/`` beside the package (editable install) or under its resources."""
-    here = Path(__file__).resolve().parents[2] / "hub_cards"
-    if (here / "model_card.md").is_file():
-        return here
-    return Path(__file__).resolve().parents[1] / "resources" / "hub_cards"
 
 
 def fmt(v, digits: int = 4) -> str:
@@ -141,10 +132,7 @@ def _degradation_rows(deg: dict | None) -> list[dict]:
 
 
 def _render(template: str, card_cls, card_data, **ctx):
-    path = templates_dir() / template
-    if not path.is_file():
-        raise ConfigError("hub_cards", f"template {path} is missing", "reinstall hf_optquant with its hub_cards/")
-    return card_cls.from_template(card_data, template_path=str(path), **ctx)
+    return card_cls.from_template(card_data, template_str=resource_text("hub_cards", template), **ctx)
 
 
 def model_card(*, repo_id: str, kind: str, config: dict, run: dict | None, quant: dict | None,
@@ -281,8 +269,8 @@ def scaling_section(fits: dict[str, dict], plots: dict[str, list[str]] | None = 
         forms = sorted({str(v.get("form", "unnamed")) for v in fit.values()})
         blocks.append({"file": file, "form": ", ".join(forms), "params": names, "rows": rows,
                        "precisions": precisions, "rho_rows": rho_rows, "plots": (plots or {}).get(file, [])})
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), keep_trailing_newline=True)
-    return env.get_template("scaling_fit.md").render(fits=blocks).strip()
+    env = jinja2.Environment(keep_trailing_newline=True)
+    return env.from_string(resource_text("hub_cards", "scaling_fit.md")).render(fits=blocks).strip()
 
 
 def dataset_card(*, repo_id: str, df, data_path: str, scaling: str, report_file: str | None,

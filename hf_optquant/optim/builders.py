@@ -1,12 +1,15 @@
 """Builders: preset + routed parameters -> one combined optimizer. ``OPTIMIZERS`` is the table.
 
-Each builder takes the routed groups (``route_parameters``) and a validated preset and returns
+Each builder takes the routed groups (``route_parameters``), a validated preset and the ids of the
+(in, out)-stored weights (``transposed_weights``), and returns
 ``{sub-optimizer name: library optimizer}``; ``build_optimizer`` wraps them in one
 ``CombinedOptimizer``. Every param group carries a ``"name"`` ("hidden", "embed", "gain").
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections import defaultdict
 from typing import Callable
 
 import torch
@@ -15,58 +18,81 @@ from ..errors import ConfigError
 from .combined import CombinedOptimizer
 from .distributed import gather_matrix_optimizers
 from .presets import resolve_preset
-from .routing import route_parameters
+from .routing import route_parameters, transposed_weights
 
 __all__ = ["OPTIMIZERS", "build_optimizer", "optimizer_hparams"]
 
 Groups = dict[str, list[torch.nn.Parameter]]
 
 
-def _side_groups(groups: Groups, embed_lr: float, gain_lr: float, keys=("embed", "gain")) -> list[dict]:
-    # Embedding/head and gains never get weight decay (as in the paper's code).
+def _side_groups(groups: Groups, embed_lr: float, gain_lr: float, weight_decay: float,
+                 keys=("embed", "gain")) -> list[dict]:
+    # The authors' code (ant) passes the same weight decay to every optimizer it builds, side ones included.
     lrs = {"embed": embed_lr, "gain": gain_lr}
-    return [{"params": groups[k], "lr": lrs[k], "name": k, "weight_decay": 0.0} for k in keys if groups[k]]
+    return [{"params": groups[k], "lr": lrs[k], "name": k, "weight_decay": weight_decay} for k in keys if groups[k]]
 
 
 def _side_adamw(groups: Groups, p, keys=("embed", "gain")) -> dict:
     """The embedding/head and gain groups under AdamW with the preset's side settings."""
-    pg = _side_groups(groups, p.embed_lr, p.gain_lr, keys)
+    embed_lr, gain_lr = p.side_lrs() if hasattr(p, "side_lrs") else (p.embed_lr, p.gain_lr)
+    pg = _side_groups(groups, embed_lr, gain_lr, p.weight_decay, keys)
     if not pg:
         return {}
-    return {"side": torch.optim.AdamW(pg, lr=pg[0]["lr"], betas=p.side_betas, eps=p.side_eps, weight_decay=0.0)}
+    return {"side": torch.optim.AdamW(pg, lr=pg[0]["lr"], betas=p.side_betas, eps=p.side_eps,
+                                      weight_decay=p.weight_decay)}
 
 
 def _hidden(groups: Groups, p) -> list[dict]:
-    """The hidden group, plus the side groups when the preset asks the optimizer under study to take them."""
+    """The hidden group, plus the side groups when the optimizer under study takes them (ant's routing)."""
     pg = [{"params": groups["hidden"], "name": "hidden"}]
-    if getattr(p, "side_optimizer", "adamw") == "same":
-        pg += _side_groups(groups, p.embed_lr, p.gain_lr)
+    if p.side_optimizer == "same":
+        pg += _side_groups(groups, *p.side_lrs(), p.weight_decay)
     return pg
 
 
 def _with_side(groups: Groups, p, hidden: torch.optim.Optimizer) -> dict:
     out = {"hidden": hidden}
-    if getattr(p, "side_optimizer", "adamw") == "adamw":
+    if p.side_optimizer == "adamw":
         out.update(_side_adamw(groups, p))
     return out
 
 
-def _adamw(groups: Groups, p) -> dict:
+def _shape_ratio(q: torch.Tensor, transposed: frozenset) -> float:
+    """rows / cols of the (out, in) matrix: Conv1D weights are stored (in, out)."""
+    rows, cols = q.shape[:2]
+    return cols / rows if id(q) in transposed else rows / cols
+
+
+def _adamw(groups: Groups, p, transposed=frozenset()) -> dict:
     pg = [{"params": groups["hidden"], "name": "hidden"}]
-    pg += _side_groups(groups, p.embed_lr or p.lr, p.gain_lr or p.lr)
+    pg += _side_groups(groups, p.embed_lr or p.lr, p.gain_lr or p.lr, p.weight_decay)
     return {"hidden": torch.optim.AdamW(pg, lr=p.lr, betas=p.betas, eps=p.eps, weight_decay=p.weight_decay)}
 
 
-def _muon(groups: Groups, p) -> dict:
+def _muon(groups: Groups, p, transposed=frozenset()) -> dict:
     matrices = [q for q in groups["hidden"] if q.dim() == 2]
     others = [q for q in groups["hidden"] if q.dim() != 2]  # e.g. conv kernels: Muon takes 2-D only
-    hidden = torch.optim.Muon([{"params": matrices, "name": "hidden"}], lr=p.lr, weight_decay=p.weight_decay,
-                              momentum=p.momentum, nesterov=p.nesterov, ns_coefficients=p.ns_coefficients,
-                              ns_steps=p.ns_steps, adjust_lr_fn=p.adjust_lr_fn)
+    pg = [{"params": [q for q in matrices if id(q) not in transposed], "name": "hidden"}]
+    if p.adjust_lr_fn == "original":
+        # torch's Muon scales by sqrt(max(1, shape[0] / shape[1])); for an (in, out) weight the group lr
+        # carries the ratio of the (out, in) scale to that one, and the weight decay is divided by it so
+        # that lr x weight_decay (torch applies decay with the group lr) is unchanged.
+        by_factor = defaultdict(list)
+        for q in matrices:
+            if id(q) in transposed:
+                r = _shape_ratio(q, transposed)
+                by_factor[math.sqrt(max(1.0, r)) / math.sqrt(max(1.0, 1.0 / r))].append(q)
+        pg += [{"params": qs, "name": "hidden", "lr": p.lr * f, "weight_decay": p.weight_decay / f}
+               for f, qs in by_factor.items()]
+    else:  # 'match_rms_adamw' uses max(rows, cols): symmetric
+        pg[0]["params"] += [q for q in matrices if id(q) in transposed]
+    pg = [g for g in pg if g["params"]]
+    hidden = torch.optim.Muon(pg, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum, nesterov=p.nesterov,
+                              ns_coefficients=p.ns_coefficients, ns_steps=p.ns_steps, adjust_lr_fn=p.adjust_lr_fn)
     return {"hidden": hidden, **_side_adamw({**groups, "gain": groups["gain"] + others}, p)}
 
 
-def _psgd(groups: Groups, p) -> dict:
+def _psgd(groups: Groups, p, transposed=frozenset()) -> dict:
     from pytorch_optimizer import Kron
     from pytorch_optimizer.optimizer.psgd import precondition_update_prob_schedule
 
@@ -78,36 +104,43 @@ def _psgd(groups: Groups, p) -> dict:
     return _with_side(groups, p, hidden)
 
 
-def _scion(groups: Groups, p) -> dict:
+def _scion(groups: Groups, p, transposed=frozenset()) -> dict:
     from pytorch_optimizer import SCION
     from pytorch_optimizer.optimizer.scion import LMONorm
 
-    # Spectral LMO for hidden matrices, sign LMO for the embedding/head; gains under AdamW.
-    pg = [{"params": groups["hidden"], "name": "hidden", "norm_type": LMONorm.SPECTRAL, "scale": p.hidden_scale}]
+    # Spectral LMO for hidden matrices (scaled by sqrt(d_out / d_in) of shape[0] / shape[1]: an (in, out)
+    # weight gets the ratio in its group's radius), sign LMO for the embedding/head; gains under AdamW.
+    pg = [{"params": [q for q in groups["hidden"] if id(q) not in transposed], "name": "hidden",
+           "norm_type": LMONorm.SPECTRAL, "scale": p.hidden_scale}]
+    by_scale = defaultdict(list)
+    for q in groups["hidden"]:
+        if id(q) in transposed:
+            by_scale[p.hidden_scale * _shape_ratio(q, transposed)].append(q)
+    pg += [{"params": qs, "name": "hidden", "norm_type": LMONorm.SPECTRAL, "scale": s} for s, qs in by_scale.items()]
+    pg = [g for g in pg if g["params"]]
     if groups["embed"]:
         pg.append({"params": groups["embed"], "name": "embed", "norm_type": LMONorm.SIGN, "scale": p.embed_scale,
-                   "lr": p.embed_lr, "weight_decay": 0.0})
+                   "lr": p.embed_lr, "weight_decay": p.weight_decay})
     hidden = SCION(pg, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, constraint=False)
     return {"hidden": hidden, **_side_adamw(groups, p, keys=("gain",))}
 
 
-def _shampoo(groups: Groups, p) -> dict:
-    from pytorch_optimizer import ScalableShampoo
-    from pytorch_optimizer.optimizer.utils.graft import LayerWiseGrafting
+def _shampoo(groups: Groups, p, transposed=frozenset()) -> dict:
+    from .shampoo import Shampoo
 
-    hidden = ScalableShampoo(
-        _hidden(groups, p), lr=p.lr, betas=p.betas, moving_average_for_momentum=p.moving_average_for_momentum,
-        weight_decay=p.weight_decay, decoupled_weight_decay=True,
-        start_preconditioning_step=p.start_preconditioning_step, preconditioning_compute_steps=p.precondition_frequency,
-        statistics_compute_steps=1, block_size=p.max_preconditioner_dim,
-        no_preconditioning_for_layers_with_dim_gt=p.max_preconditioner_dim,
-        graft_type=getattr(LayerWiseGrafting, p.graft.upper()), nesterov=p.nesterov,
-        diagonal_eps=p.diagonal_eps, matrix_eps=p.matrix_eps,
+    hidden = Shampoo(
+        _hidden(groups, p), lr=p.lr, betas=p.betas, epsilon=p.epsilon, momentum=p.momentum,
+        weight_decay=p.weight_decay, max_preconditioner_dim=p.max_preconditioner_dim,
+        precondition_frequency=p.precondition_frequency, start_preconditioning_step=p.start_preconditioning_step,
+        use_nesterov=p.nesterov, use_bias_correction=p.bias_correction, use_decoupled_weight_decay=True,
+        grafting=p.grafting, grafting_beta2=p.betas[1] if p.grafting_beta2 is None else p.grafting_beta2,
+        grafting_epsilon=p.epsilon if p.grafting_epsilon is None else p.grafting_epsilon,
+        merge_small_dims=p.merge_small_dims,
     )
     return _with_side(groups, p, hidden)
 
 
-def _soap(groups: Groups, p) -> dict:
+def _soap(groups: Groups, p, transposed=frozenset()) -> dict:
     from pytorch_optimizer import SOAP
 
     hidden = SOAP(_hidden(groups, p), lr=p.lr, betas=p.betas, eps=p.eps, weight_decay=p.weight_decay,
@@ -144,4 +177,5 @@ def build_optimizer(name: str, model: torch.nn.Module, *, lr: float | None = Non
         overrides["weight_decay"] = weight_decay
     preset = resolve_preset(name, lr=lr, **overrides)
     # Under FSDP2 the matrix methods step whole matrices (optim/distributed.py); one process: unchanged.
-    return CombinedOptimizer(gather_matrix_optimizers(name, OPTIMIZERS[name](route_parameters(model), preset)))
+    built = OPTIMIZERS[name](route_parameters(model), preset, transposed=frozenset(transposed_weights(model)))
+    return CombinedOptimizer(gather_matrix_optimizers(name, built))

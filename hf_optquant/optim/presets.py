@@ -40,10 +40,11 @@ class _Base:
     """Shared by all presets: peak lr of the hidden matrices and their decoupled weight decay."""
 
     lr: float = 3e-3
-    weight_decay: float = field(default=0.0, metadata=_h("paper: decoupled weight decay of the hidden matrices, 0"))
+    weight_decay: float = field(default=0.0, metadata=_h(
+        "paper: decoupled weight decay, 0; when non-zero it applies to the side groups too (code: ant)"))
 
     # Field-name -> kind, checked in __post_init__ for every preset that has the field.
-    _POSITIVE = ("lr", "embed_lr", "gain_lr", "eps", "side_eps", "diagonal_eps", "matrix_eps", "hidden_scale",
+    _POSITIVE = ("lr", "embed_lr", "gain_lr", "eps", "side_eps", "epsilon", "grafting_epsilon", "hidden_scale",
                  "embed_scale", "update_prob_min")
     _POSITIVE_INT = ("ns_steps", "precondition_frequency", "start_preconditioning_step", "max_preconditioner_dim",
                      "max_precondition_dim", "max_size_triangular", "min_ndim_triangular")
@@ -95,9 +96,25 @@ class _Side:
 
 @dataclass(kw_only=True)
 class _SideChoice:
-    side_optimizer: str = field(default="adamw", metadata=_h(
-        "ours: 'adamw' puts the embedding/head and gains under AdamW (side_* settings); 'same' gives them to the "
-        "optimizer under study as separate groups at embed_lr / gain_lr"))
+    """PSGD, Shampoo, SOAP: as in the authors' framework (gvlassis/ant), the tied embedding and the gains go
+    to the optimizer under study at the hidden lr (``side_optimizer="same"``); ``"adamw"`` is our option of
+    an AdamW side group with Muon's side settings."""
+
+    side_optimizer: str = field(default="same", metadata=_h(
+        "code (ant): 'same' gives the embedding/head and gains to the optimizer under study as their own groups; "
+        "'adamw' puts them under AdamW (side_* settings)"))
+    embed_lr: float | None = field(default=None, metadata=_h(
+        "code (ant): None is the hidden lr with side_optimizer='same', 3e-3 (Muon's side lr) with 'adamw'"))
+    gain_lr: float | None = field(default=None, metadata=_h("lr of the 1-D (gain) group; None as embed_lr"))
+    side_betas: tuple[float, float] = field(default=(0.9, 0.95), metadata=_h(
+        "paper (Muon): AdamW betas of the side groups when side_optimizer='adamw'"))
+    side_eps: float = field(default=1e-6, metadata=_h("paper (Muon): AdamW eps of the side groups ('adamw')"))
+
+    def side_lrs(self) -> tuple[float, float]:
+        """(embedding lr, gain lr) after the None defaults."""
+        default = self.lr if self.side_optimizer == "same" else 3e-3
+        return (default if self.embed_lr is None else self.embed_lr,
+                default if self.gain_lr is None else self.gain_lr)
 
 
 @dataclass(kw_only=True)
@@ -132,7 +149,7 @@ class MuonPreset(_Base, _Side):
 
 
 @dataclass(kw_only=True)
-class PSGDPreset(_Base, _Side, _SideChoice):
+class PSGDPreset(_Base, _SideChoice):
     lr: float = field(default=1e-3, metadata=_h("ours: Kron lr for the tiny sizes"))
     momentum: float = field(default=0.9, metadata=_h("library: Kron momentum 0.9"))
     max_size_triangular: int = field(default=12288, metadata=_h("paper: 12288"))
@@ -169,31 +186,43 @@ class ScionPreset(_Base):
 
 
 @dataclass(kw_only=True)
-class ShampooPreset(_Base, _Side, _SideChoice):
+class ShampooPreset(_Base, _SideChoice):
+    """Meta's DistributedShampoo + AdamGraftingConfig as the authors call it (``hf_optquant.optim.shampoo``)."""
+
     lr: float = field(default=3e-3, metadata=_h("ours: lr (the grafted step size) for the tiny sizes"))
-    betas: tuple[float, float] = field(default=(0.95, 0.95), metadata=_h("paper: (0.95, 0.95)"))
-    moving_average_for_momentum: bool = field(default=True, metadata=_h(
-        "ours: True makes beta1 an EMA of the gradient as in Meta's Shampoo (False: heavy-ball sum)"))
-    nesterov: bool = field(default=False, metadata=_h("ours: Meta's default (no Nesterov)"))
+    betas: tuple[float, float] = field(default=(0.95, 0.95), metadata=_h(
+        "paper: (0.95, 0.95): beta1 of the filtered gradient, beta2 of the Kronecker factors"))
+    epsilon: float = field(default=1e-10, metadata=_h("paper: 1e-10, absolute, added before the eigendecomposition"))
+    grafting: str = field(default="adam", metadata=_h(
+        "paper: Adam grafting (layer-wise norm); also rmsprop, adagrad, sgd, none (Meta's other configs)"))
+    grafting_beta2: float | None = field(default=None, metadata=_h("code (ant): None is betas[1]"))
+    grafting_epsilon: float | None = field(default=None, metadata=_h("code (ant): None is epsilon"))
+    momentum: float = field(default=0.0, metadata=_h("code (ant): Meta's momentum on the search direction, 0"))
+    nesterov: bool = field(default=False, metadata=_h("code (ant): Meta's default, False"))
     precondition_frequency: int = field(default=20, metadata=_h("paper: 20"))
     start_preconditioning_step: int = field(default=20, metadata=_h(
-        "ours: grafted-only steps before the first preconditioner (Meta's default: the frequency)"))
-    max_preconditioner_dim: int = field(default=12288, metadata=_h("paper: 12288 (no blocking at these sizes)"))
-    diagonal_eps: float = field(default=1e-10, metadata=_h("paper: eps 1e-10 (here the Adam graft's eps)"))
-    matrix_eps: float = field(default=1e-6, metadata=_h(
-        "library: ridge of the inverse roots, relative to the largest eigenvalue"))
-    graft: str = field(default="rmsprop", metadata=_h(
-        "paper: Adam grafting -> 'rmsprop' (EMA of squared gradients; with the EMA momentum this is Adam without "
-        "bias correction); also adagrad, sgd, sqrtn"))
+        "code (ant): Meta's -1, i.e. the precondition frequency; Adam-graft-only steps before it (Meta requires "
+        ">= the frequency; any step >= 1 works here)"))
+    max_preconditioner_dim: int = field(default=12288, metadata=_h("paper: 12288 (larger dims are blocked)"))
+    bias_correction: bool = field(default=True, metadata=_h("paper: bias correction of the factors and moments"))
+    merge_small_dims: bool = field(default=False, metadata=_h(
+        "ours: False keeps a matrix with <= max_preconditioner_dim entries 2-D (two Kronecker factors); True is "
+        "Meta's merging into one vector with a single (rows x cols)^2 factor (never happens at the paper's sizes)"))
 
     def __post_init__(self):
         super().__post_init__()
-        if self.graft not in ("rmsprop", "adagrad", "sgd", "sqrtn"):
-            _fail("graft", self.graft, "one of rmsprop, adagrad, sgd, sqrtn", "rmsprop")
+        from .shampoo import GRAFTINGS
+
+        if self.grafting not in GRAFTINGS:
+            _fail("grafting", self.grafting, f"one of {', '.join(GRAFTINGS)}", "adam")
+        if not 0 <= self.momentum < 1:
+            _fail("momentum", self.momentum, "in [0, 1)", "0")
+        if self.grafting_beta2 is not None and not (_is_number(self.grafting_beta2) and 0 <= self.grafting_beta2 <= 1):
+            _fail("grafting_beta2", self.grafting_beta2, "a number in [0, 1]", "0.95")
 
 
 @dataclass(kw_only=True)
-class SOAPPreset(_Base, _Side, _SideChoice):
+class SOAPPreset(_Base, _SideChoice):
     lr: float = field(default=3e-3, metadata=_h("ours: lr for the tiny sizes"))
     betas: tuple[float, float] = field(default=(0.95, 0.95), metadata=_h("library: (0.95, 0.95)"))
     eps: float = field(default=1e-8, metadata=_h("library: 1e-8"))

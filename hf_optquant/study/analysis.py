@@ -28,23 +28,29 @@ def _once(path: Path, fn) -> None:
         atomic_write_json(path, fn())
 
 
-def _eval_blocks(cfg: StudyConfig, tokenizer):
-    from ..data import pack_tokens
-    from ..data.packing import cached_blocks, load_text_splits, packed_key
+def _study_store(cfg: StudyConfig, tokenizer):
+    from ..data.prepare import store_for
+    from .runs import prepare_study_data, study_data_dir
 
-    # The same blocks the runs were evaluated on during training (cached beside the tokenizer).
-    cache = cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
-    key = packed_key(cfg.dataset, "validation", cfg.block_size, max_tokens=cfg.max_eval_tokens)
-    return cached_blocks(cache if Path(cache).is_dir() else None, key, lambda: pack_tokens(
-        load_text_splits(cfg.dataset)["validation"], tokenizer, cfg.block_size, max_tokens=cfg.max_eval_tokens))
+    return store_for(cfg.data, tokenizer, eval_tokens=cfg.max_eval_tokens, cache_dir=study_data_dir(cfg)) \
+        or prepare_study_data(cfg, tokenizer, progress=False)
+
+
+def _eval_blocks(cfg: StudyConfig, tokenizer):
+    from ..data.blocks import store_blocks
+
+    # The validation blocks the runs were evaluated on during training, from the study's token shards.
+    return store_blocks(_study_store(cfg, tokenizer), "validation", cfg.block_size,
+                        max_tokens=cfg.max_eval_tokens).blocks
 
 
 def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
     """Quantize the run at its Common-Loss checkpoint with every PTQ setting; evaluate both."""
     from ..eval import evaluate_loss
     from ..eval.harness import zero_shot
+    from ..data.blocks import store_blocks
     from ..ptq import PTQConfig, quantize_model
-    from ..ptq.run import calibration_ids, load_causal_lm
+    from ..ptq.run import load_causal_lm
 
     cl = read_json(analysis_dir(cfg) / f"common_loss_{spec.size}.json")
     ckpt = cl_checkpoint(cfg, spec, cl["value"])
@@ -61,8 +67,9 @@ def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
     for block in cfg.ptq:
         pcfg = PTQConfig(method=block.method, w_bits=block.w_bits, a_bits=block.a_bits,
                          granularity=block.granularity)
-        calib = calibration_ids(tok, "ptb", 32, cfg.block_size) \
-            if block.method == "gptq" else None
+        # GPTQ calibrates on the study's own training text (its first 32 blocks), not on another corpus.
+        calib = store_blocks(_study_store(cfg, tok), "train", cfg.block_size, max_tokens=32 * cfg.block_size
+                             ).blocks if block.method == "gptq" else None
         qmodel, _ = quantize_model(model, pcfg, calibration=calib)
         q = quality(qmodel)
         q["delta_val_loss"] = q["val_loss"] - rec["fp"]["val_loss"]
@@ -78,10 +85,15 @@ def _diagnose(cfg: StudyConfig, spec: RunSpec) -> dict:
     ptq_rec = read_json(analysis_dir(cfg) / spec.run_id / "ptq.json")
     block = cfg.ptq[0]
     out = analysis_dir(cfg) / spec.run_id / "diagnose"
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ptq_rec["checkpoint"]["path"])
+    # The study's validation blocks (the runs' own corpus, read from its token shards).
+    blocks = _eval_blocks(cfg, tok)[: cfg.diagnose_batches * 4]
     summary = diagnose_model_dir(ptq_rec["checkpoint"]["path"], out, method=block.method, w_bits=block.w_bits,
                                  a_bits=block.a_bits,
                                  granularity=block.granularity, n_batches=cfg.diagnose_batches,
-                                 seq_len=cfg.block_size, dataset=cfg.dataset, overwrite=True, progress=False)
+                                 seq_len=cfg.block_size, blocks=blocks, overwrite=True, progress=False)
     return {"available": True, **summary}
 
 

@@ -11,12 +11,10 @@ __all__ = ["add_arguments", "run", "default_config_path"]
 
 
 def default_config_path() -> Path:
-    """The embedded default: trainer_configs/study_tiny.yaml beside the package (editable install)
-    or installed under the package's resources."""
-    here = Path(__file__).resolve().parents[2] / "trainer_configs" / "study_tiny.yaml"
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parents[1] / "resources" / "trainer_configs" / "study_tiny.yaml"
+    """The embedded default, ``trainer_configs/study_tiny.yaml`` as shipped inside the package."""
+    from ..resources import resource_path
+
+    return resource_path("trainer_configs", "study_tiny.yaml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="train only this run (what --print-commands prints)")
     mode.add_argument("--collect", action="store_true",
                       help="build results and report from finished run dirs (Common Loss, PTQ, eval, diagnose, fit)")
+    mode.add_argument("--plan", action="store_true",
+                      help="print per run parameters, tokens, steps, FLOPs, GPU-hours, memory and disk; run nothing")
+    parser.add_argument("--mfu", type=float, default=0.4, help="--plan: model FLOPs utilisation (default 0.4)")
+    parser.add_argument("--gpu-tflops", type=float, default=989.0,
+                        help="--plan: peak bf16 TFLOP/s of one GPU (default 989, H100 SXM)")
+    parser.add_argument("--world-size", type=int, default=1, help="--plan: devices per run (default 1)")
     parser.add_argument("--set", nargs="*", default=[], metavar="--field=value",
                         help="override study fields, e.g. --set output_dir=studies/x")
     parser.add_argument("--publish", metavar="REPO_ID", help="publish the results dataset and report afterwards")
@@ -45,6 +49,12 @@ def run(args) -> int:
         from ..hub import validate_repo_id
 
         validate_repo_id(args.publish)
+    if args.plan:
+        from .plan import PlanOptions, format_plan, study_plan
+
+        opts = PlanOptions(mfu=args.mfu, gpu_tflops=args.gpu_tflops, world_size=args.world_size)
+        print(format_plan(study_plan(cfg, opts)))
+        return 0
     if args.print_commands:
         from .runs import fp_runs, qat_runs, run_command
 

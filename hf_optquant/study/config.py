@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import load_yaml
+from ..data.config import DataConfig
 from ..errors import ConfigError
 from ..qat.config import QATConfig
 
@@ -49,6 +50,9 @@ class StudyConfig:
     sizes: list[str] = field(default_factory=lambda: ["tiny-1", "tiny-2"], metadata={"help": "Model size presets."})
     tokens_per_param: float = field(default=20.0, metadata={"help": "Token budget per parameter (paper: 20)."})
     dataset: str = field(default="ptb", metadata={"help": "Training data (ptb offline default, or a dataset)."})
+    data: DataConfig | dict | None = field(default=None, metadata={
+        "help": "Data options (hf_optquant.data.DataConfig): text_column or token_column, dataset_config, "
+                "tokenizer_sample_chars, allow_epochs, cache_dir (default <output_dir>/data)."})
     vocab_size: int = field(default=2048, metadata={"help": "Vocabulary of the BPE trained on the data."})
     tokenizer: str | None = field(default=None, metadata={"help": "Use this tokenizer instead of training one."})
     block_size: int = field(default=128, metadata={"help": "Sequence length."})
@@ -85,6 +89,8 @@ class StudyConfig:
     def __post_init__(self):
         from ..models import SIZE_PRESETS
         from ..optim import OPTIMIZERS
+
+        self.data = DataConfig.from_block(self.data, dataset=self.dataset)
 
         if not self.optimizers:
             raise ConfigError("optimizers", "is empty", "list at least one of " + ", ".join(OPTIMIZERS))

@@ -32,6 +32,9 @@ def launch_prefix(launcher: str, *, nodes: int = 1, procs_per_node: int = 1, acc
     if accelerate_config:
         words += ["--config_file", q(accelerate_config)]
     if nodes > 1 or procs_per_node > 1:
+        if not accelerate_config:
+            # Without a config accelerate starts ONE process per node unless it sees several GPUs there.
+            words += ["--multi_gpu"]
         # accelerate's --num_processes counts every process of every node.
         words += ["--num_processes", str(nodes * procs_per_node)]
     if nodes > 1:

@@ -21,7 +21,10 @@ logger = logging.getLogger(__name__)
 
 
 def _tokenizer_dir(cfg: StudyConfig) -> str:
-    study_tokenizer(cfg)
+    from .runs import prepare_study_data
+
+    tok = study_tokenizer(cfg)
+    prepare_study_data(cfg, tok)  # every run's tokens, once, before the first run
     return cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
 
 

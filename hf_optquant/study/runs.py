@@ -9,7 +9,8 @@ from ..errors import ConfigError
 from ..io import read_json
 from .config import RunSpec, StudyConfig
 
-__all__ = ["study_tokenizer", "fp_runs", "qat_runs", "all_runs", "run_dir", "train_arguments", "train_run", "best_lr",
+__all__ = ["study_tokenizer", "study_data_dir", "prepare_study_data", "fp_runs", "qat_runs", "all_runs", "run_dir",
+           "train_arguments", "train_run", "best_lr",
            "run_command", "find_run"]
 
 logger = logging.getLogger(__name__)
@@ -17,15 +18,33 @@ logger = logging.getLogger(__name__)
 
 def study_tokenizer(cfg: StudyConfig):
     """One tokenizer for every run of the study, trained once and kept in the study dir."""
-    from ..data import load_or_train_tokenizer, load_text_splits
+    from ..data import load_or_train_tokenizer
+    from ..data.tokenizer import train_tokenizer_on_sample
 
     if cfg.tokenizer:
         return load_or_train_tokenizer(cfg.tokenizer)
-    cache = Path(cfg.output_dir) / "tokenizer"
-    if (cache / "tokenizer.json").exists():
-        return load_or_train_tokenizer(None, cache_dir=cache)
-    splits = load_text_splits(cfg.dataset)
-    return load_or_train_tokenizer(None, splits["train"], vocab_size=cfg.vocab_size, cache_dir=cache)
+    # A bounded sample of the training text (data.tokenizer_sample_chars), recorded beside the tokenizer.
+    return train_tokenizer_on_sample(cfg.data, cfg.vocab_size, Path(cfg.output_dir) / "tokenizer")
+
+
+def study_data_dir(cfg: StudyConfig) -> Path:
+    """Token shards shared by every run of the study."""
+    return Path(cfg.data.cache_dir or Path(cfg.output_dir) / "data")
+
+
+def prepare_study_data(cfg: StudyConfig, tokenizer, *, progress: bool = True):
+    """Tokenize once, before any run, the tokens of the largest run (plus validation); every run reads a
+    prefix of the same shards. Padded by 1% so a run launched on more devices (its budget rounded up to
+    whole global batches) is still served by this store."""
+    import math
+
+    from ..data.prepare import prepare_tokens
+    from .plan import study_budget_tokens
+
+    need = max(study_budget_tokens(cfg, len(tokenizer)).values())
+    need = max(need, math.ceil(need * 1.01)) if not cfg.data.allow_epochs else need
+    return prepare_tokens(cfg.data, tokenizer, train_tokens=need, eval_tokens=cfg.max_eval_tokens,
+                          cache_dir=study_data_dir(cfg), progress=progress)
 
 
 def fp_runs(cfg: StudyConfig) -> list[RunSpec]:
@@ -89,9 +108,12 @@ def train_arguments(cfg: StudyConfig, spec: RunSpec, *, tokenizer_dir: str | Non
     run's own (a QAT run's comes from the finished sweep). Also what the config is validated with at load."""
     out = run_dir(cfg, spec)
     tok_dir = tokenizer_dir or cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
+    data = {k: v for k, v in cfg.data.to_dict().items() if k not in ("dataset", "dataset_config", "text_column")}
+    data["cache_dir"] = str(study_data_dir(cfg))
     job = dict(model=spec.size, tokenizer=tok_dir, vocab_size=cfg.vocab_size, dataset=cfg.dataset,
                block_size=cfg.block_size, tokens_per_param=cfg.tokens_per_param,
-               max_eval_tokens=cfg.max_eval_tokens, model_seed=cfg.seed)
+               max_eval_tokens=cfg.max_eval_tokens, model_seed=cfg.seed, dataset_config=cfg.data.dataset_config,
+               text_column=cfg.data.text_column, data=data)
     targs = dict(
         output_dir=str(out),
         optimizer=spec.optimizer,

@@ -2,11 +2,12 @@
 from .args import OptQuantTrainingArguments
 from .common_loss import COMMON_LOSS_DIR, CommonLossCallback
 from .schedule import WSDSchedule, get_wsd_scheduler, wsd_multiplier
-from .trainer import OptQuantTrainer
+from .trainer import OptQuantTrainer, OptQuantTrainerMixin
 
 __all__ = [
     "OptQuantTrainingArguments",
     "OptQuantTrainer",
+    "OptQuantTrainerMixin",
     "CommonLossCallback",
     "COMMON_LOSS_DIR",
     "WSDSchedule",

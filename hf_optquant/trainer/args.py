@@ -8,6 +8,7 @@ from typing import Any, Optional, Union
 from transformers import TrainingArguments
 
 from ..errors import ConfigError
+from .ignored import check_ignored_fields
 from .schedule import WSDSchedule
 
 __all__ = ["OptQuantTrainingArguments"]
@@ -20,7 +21,8 @@ def _as_dict(value: Any, name: str) -> dict | None:
         try:
             out = json.loads(value)
         except json.JSONDecodeError:
-            raise ConfigError(name, f"cannot parse {value!r} as JSON", f'write it as a mapping, e.g. {name}: {{"key": 1}}') from None
+            raise ConfigError(name, f"cannot parse {value!r} as JSON",
+                              f"""write JSON with double quotes, e.g. --{name} '{{"key": 1}}'""") from None
         if not isinstance(out, dict):
             raise ConfigError(name, "must be a mapping", f'write it as a mapping, e.g. {name}: {{"key": 1}}')
         return out
@@ -35,7 +37,8 @@ class OptQuantTrainingArguments(TrainingArguments):
     )
     optimizer_kwargs: Optional[Union[dict, str]] = field(
         default=None,
-        metadata={"help": "Overrides of the optimizer preset's hyperparameters (mapping, or JSON on the command line)."},
+        metadata={"help": "Overrides of the optimizer preset's hyperparameters: a YAML mapping, or JSON on the "
+                  "command line, e.g. --optimizer_kwargs '{\"momentum\": 0.9}'."},
     )
     # None means "the optimizer preset's learning rate" (the HF default 5e-5 suits no optimizer here).
     learning_rate: Optional[float] = field(
@@ -65,7 +68,8 @@ class OptQuantTrainingArguments(TrainingArguments):
     )
     qat: Optional[Union[dict, str]] = field(
         default=None,
-        metadata={"help": "Quantization-aware training block, e.g. {quantizer: quest, w_bits: 4, a_bits: 4, granularity: row}."},
+        metadata={"help": 'Quantization-aware training block: a YAML mapping, or JSON on the command line, e.g. '
+                  '--qat \'{"quantizer": "quest", "w_bits": 4, "a_bits": 4, "granularity": "row"}\'.'},
     )
 
     def __post_init__(self):
@@ -96,6 +100,7 @@ class OptQuantTrainingArguments(TrainingArguments):
             from ..qat import QATConfig
 
             QATConfig.from_dict(self.qat)  # validate now, before anything is written
+        check_ignored_fields(self)  # before TrainingArguments.__post_init__ rewrites some of them
         from .parallel import check_deepspeed, check_parallelism
         from .validate import check_steps_before_defaults, validate_training_arguments
 

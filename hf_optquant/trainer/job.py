@@ -9,11 +9,12 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
+from ..data.config import DataConfig
 from ..errors import ConfigError
 
-__all__ = ["TrainJobArguments", "budget_steps", "run_training", "last_checkpoint"]
+__all__ = ["TrainJobArguments", "budget_steps", "run_training", "finish_run", "last_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ class TrainJobArguments:
     )
     max_eval_tokens: Optional[int] = field(default=65536, metadata={"help": "Cap on validation tokens."})
     model_seed: int = field(default=0, metadata={"help": "Seed of the initial weights of a preset model."})
+    data: Optional[Union[dict, str]] = field(
+        default=None,
+        metadata={"help": "Data options (hf_optquant.data.DataConfig), e.g. {token_column: tokens, allow_epochs: "
+                  "false, tokenizer_sample_chars: 20000000, cache_dir: DIR}; or --data.token_column tokens."},
+    )
 
     def __post_init__(self):
         if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size <= 1:
@@ -56,8 +62,14 @@ class TrainJobArguments:
                                                                or m.count("/") > 1):
             raise ConfigError("model", f"there is no model dir {m}",
                               f"use a preset ({', '.join(SIZE_PRESETS)}), an existing model dir or a Hub id")
-
         check_sequence_length(self.model, self.block_size, "block_size")
+        top = {"dataset": self.dataset, "dataset_config": self.dataset_config, "text_column": self.text_column}
+        cfg = DataConfig.from_block(self.data, **top)
+        self.data = {k: v for k, v in cfg.to_dict().items() if k not in top}
+
+    def data_config(self) -> DataConfig:
+        return DataConfig.from_block(self.data, dataset=self.dataset, dataset_config=self.dataset_config,
+                                     text_column=self.text_column)
 
 
 def budget_steps(tokens_per_param: float, n_params: int, sequences_per_step: int, block_size: int) -> int:
@@ -71,9 +83,9 @@ def last_checkpoint(output_dir: str | Path) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
 
 
-def _tokenizer(job: TrainJobArguments, splits, out: Path):
-    """The run's tokenizer; a newly trained one is only saved (``save_tokenizer_cache``) once every check passed."""
+def _tokenizer(job: TrainJobArguments, data_cfg: DataConfig, out: Path):
     from ..data import load_or_train_tokenizer
+    from ..data.tokenizer import train_tokenizer_on_sample
     from ..models import SIZE_PRESETS
 
     if job.tokenizer:
@@ -85,25 +97,43 @@ def _tokenizer(job: TrainJobArguments, splits, out: Path):
     if Path(job.model).is_dir() and (Path(job.model) / "tokenizer_config.json").exists():
         return load_or_train_tokenizer(job.model)
     vocab = job.vocab_size or (SIZE_PRESETS[job.model].vocab_size if job.model in SIZE_PRESETS else 2048)
-    if (out / "tokenizer_cache" / "tokenizer.json").exists():
-        return load_or_train_tokenizer(None, cache_dir=out / "tokenizer_cache")
-    tok = load_or_train_tokenizer(None, splits["train"], vocab_size=vocab)
-    tok._hfoq_unsaved = True
-    return tok
+    return train_tokenizer_on_sample(data_cfg, vocab, out / "tokenizer_cache")
 
 
-def _save_tokenizer_cache(tok, out: Path) -> None:
-    if getattr(tok, "_hfoq_unsaved", False):
-        from ..io import atomic_dir
+def _datasets(job: TrainJobArguments, data_cfg: DataConfig, tok, targs, per_step: int, out: Path):
+    """Train/validation ``TokenBlocks`` over the token store holding the budget's tokens (tokenized once,
+    by the main process first; the others then find the store)."""
+    from ..data.blocks import TokenBlocks, store_blocks
+    from ..data.prepare import prepare_tokens
 
-        with atomic_dir(out / "tokenizer_cache", overwrite=True) as tmp:
-            tok.save_pretrained(tmp)
-        tok._hfoq_unsaved = False
+    need = targs.max_steps * per_step * job.block_size if targs.max_steps > 0 else None
+    cache = data_cfg.cache_dir or str(out / "tokens")
+    with targs.main_process_first(desc="tokenize", local=False):
+        store = prepare_tokens(data_cfg, tok, train_tokens=need, eval_tokens=job.max_eval_tokens, cache_dir=cache,
+                               progress=not targs.disable_tqdm)
+    train_ds = store_blocks(store, "train", job.block_size)
+    have = len(train_ds) * job.block_size
+    info = {"store": str(store.path), "train_tokens_available": store.n_tokens("train"),
+            "exhausted": store.exhausted, "budget_tokens": need, "epochs": 1.0 if need else None,
+            "dtype": store.index["dtype"]}
+    if need is not None:
+        if have < need:
+            field_ = "tokens_per_param" if job.tokens_per_param is not None else "max_steps"
+            if not data_cfg.allow_epochs:
+                raise ConfigError(field_, f"{job.dataset!r} has {have:,} training tokens in {job.block_size}-token "
+                                  f"blocks, fewer than the budget's {need:,}",
+                                  "lower the budget, use a larger corpus, or set data.allow_epochs: true to repeat it")
+            info["epochs"] = need / have
+            logger.warning("the budget repeats the corpus %.2f times (data.allow_epochs)", info["epochs"])
+        else:
+            # Exactly the budget's blocks: one epoch is the budget, whatever the store holds beyond it.
+            train_ds = TokenBlocks(store.tokens("train"), job.block_size, max_blocks=need // job.block_size)
+    val_ds = store_blocks(store, "validation", job.block_size, max_tokens=job.max_eval_tokens)
+    return train_ds, val_ds, info
 
 
 def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bool = False) -> Path:
     """Train (or resume, or skip if finished) and return the run dir."""
-    from ..data import load_text_splits
     from ..models import SIZE_PRESETS, build_model, count_parameters
     from .trainer import OptQuantTrainer
 
@@ -118,45 +148,18 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
     if job.model not in SIZE_PRESETS and not Path(job.model).exists() and "/" not in job.model:
         raise ConfigError("model", f"unknown size or path {job.model!r}",
                           f"use a preset ({', '.join(SIZE_PRESETS)}), a model dir or a Hub id")
-    splits = load_text_splits(job.dataset, dataset_config=job.dataset_config, text_column=job.text_column)
-    for split in ("train", "validation"):
-        if not splits.get(split):
-            raise ConfigError("dataset", f"{job.dataset!r} has no {split} text (a one-line file leaves nothing to "
-                              "train on once the validation text is held out)", "give a dataset with more text")
-    # Nothing is written into the run dir before the data is packed and checked (the tokenizer cache last).
-    tok = _tokenizer(job, splits, out)
+    data_cfg = job.data_config()
+    # Everything above validates input; from here on the run dir (and the token cache) may be written.
+    tok = _tokenizer(job, data_cfg, out)
     model = build_model(job.model, vocab_size=len(tok), seed=job.model_seed) if job.model in SIZE_PRESETS \
         else build_model(job.model)
     n_params = count_parameters(model)
-    from ..data.packing import BlockDataset, cached_blocks, pack_tokens, packed_key
-
-    # With a tokenizer dir (a study's shared one), the packed corpus is cached beside it.
-    cache = job.tokenizer if job.tokenizer and Path(job.tokenizer).is_dir() else None
-    ident = {"dataset_config": job.dataset_config, "text_column": job.text_column}
-    sequences_per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
-
-    def enough(blocks):  # checked inside make(): a corpus too small for one step is never cached
-        if blocks.shape[0] < sequences_per_step:
-            raise ConfigError("dataset", f"{job.dataset!r} packs into {blocks.shape[0]} blocks of {job.block_size} "
-                              f"tokens, fewer than the {sequences_per_step} sequences of one optimizer step",
-                              "give more text, or lower block_size / per_device_train_batch_size")
-        return blocks
-
-    val_key = packed_key(job.dataset, "validation", job.block_size, max_tokens=job.max_eval_tokens, **ident)
-    # The (small, capped) validation split is packed first so that its errors also come before any write.
-    val_blocks = pack_tokens(splits["validation"], tok, job.block_size, max_tokens=job.max_eval_tokens)
-    train_ds = BlockDataset(cached_blocks(cache, packed_key(job.dataset, "train", job.block_size, **ident),
-                                          lambda: enough(pack_tokens(splits["train"], tok, job.block_size))))
-    val_ds = BlockDataset(cached_blocks(cache, val_key, lambda: val_blocks))
+    per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
     if job.tokens_per_param is not None:
-        per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
         targs.max_steps = budget_steps(job.tokens_per_param, n_params, per_step, job.block_size)
+    train_ds, val_ds, data_info = _datasets(job, data_cfg, tok, targs, per_step, out)
     if targs.max_steps <= 0:
-        targs.max_steps = math.ceil(len(train_ds) * targs.num_train_epochs /
-                                    (targs.per_device_train_batch_size * targs.gradient_accumulation_steps *
-                                     targs.world_size))
-    enough(train_ds.blocks)  # also when it came from the cache
-    _save_tokenizer_cache(tok, out)
+        targs.max_steps = math.ceil(len(train_ds) * targs.num_train_epochs / per_step)
     trainer = OptQuantTrainer(
         model=model,
         args=targs,
@@ -166,10 +169,23 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
         callbacks=callbacks,
         block_size=job.block_size,
         run_info={"model_size": job.model, "dataset": job.dataset, "block_size": job.block_size,
-                  "tokens_per_param": job.tokens_per_param, "job": vars(job)},
+                  "tokens_per_param": job.tokens_per_param, "job": vars(job),
+                  "data": data_info},
+        record_on_train_end=False,  # written below, last, so a run dir with run.json is complete
     )
     resume = last_checkpoint(out)
     if resume is not None:
         logger.info("resuming %s from %s", out, resume)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    finish_run(trainer)
     return out
+
+
+def finish_run(trainer) -> None:
+    """Final evaluation (unless the run just evaluated at its last step), final model, then ``run.json``."""
+    evals = [h.get("step") for h in trainer.state.log_history if "eval_loss" in h]
+    if trainer.eval_dataset is not None and (not evals or evals[-1] != trainer.state.global_step):
+        trainer.evaluate()
+    trainer.save_model(trainer.args.output_dir)
+    if trainer.is_world_process_zero():
+        trainer.write_run_record()

@@ -1,6 +1,6 @@
 """What the trainer supports for sharded training, checked before anything runs, and its FSDP2 checkpoints.
 
-Supported: one process, DDP, and FSDP2 (accelerate's ``fsdp_version: 2``, or ``fsdp: full_shard`` with
+Supported: one process, DDP, and FSDP2 (accelerate's ``fsdp_version: 2``, or ``fsdp: true`` with
 ``fsdp_config.version: 2`` in the training YAML) on GPUs / accelerators, with every optimizer (the matrix
 methods through ``optim.distributed.GatheredOptimizer``). Refused with one line, never silently downgraded:
 FSDP on CPU (accelerate only shards on accelerator backends; on CPU it quietly trains as DDP), FSDP1, FSDP

@@ -1,5 +1,8 @@
 """``OptQuantTrainer``: a ``transformers.Trainer`` that builds one of the six optimizers,
-the WSD schedule, optional QAT and the Common-Loss checkpoint from ``OptQuantTrainingArguments``."""
+the WSD schedule, optional QAT and the Common-Loss checkpoint from ``OptQuantTrainingArguments``.
+
+The behaviour lives in ``OptQuantTrainerMixin`` so any ``Trainer`` subclass gets it by putting the
+mixin first: ``class MySFT(OptQuantTrainerMixin, SFTTrainer)`` (docs/your_script.md)."""
 from __future__ import annotations
 
 import logging
@@ -17,25 +20,34 @@ from .record import run_record
 from .schedule import get_wsd_scheduler
 from .snapshots import EvalSnapshotCallback
 
-__all__ = ["OptQuantTrainer"]
+__all__ = ["OptQuantTrainerMixin", "OptQuantTrainer"]
 
 logger = logging.getLogger(__name__)
 
 
-class OptQuantTrainer(Trainer):
-    """Drop-in ``Trainer``; pass ``optimizers=(opt, sched)`` to bypass the built-in choice as usual.
+class OptQuantTrainerMixin:
+    """Optimizer, WSD schedule, QAT, Common Loss and ``run.json`` for any ``transformers.Trainer`` subclass,
+    listed first among the bases; its arguments must be ``OptQuantTrainingArguments`` (for TRL: a dataclass
+    deriving from both, ``class Config(OptQuantTrainingArguments, SFTConfig)``). Pass
+    ``optimizers=(opt, sched)`` to bypass the built-in choice as usual.
 
     Extra keyword ``block_size`` (tokens per sequence) lets the trainer count tokens when the
-    Trainer's own token counting is off; ``run_info`` is merged into ``run.json``.
+    Trainer's own token counting is off; ``run_info`` is merged into ``run.json``, written at the end
+    of ``train()`` (``record_on_train_end=False``: by the caller, with ``write_run_record()``).
     """
 
     def __init__(self, model=None, args: OptQuantTrainingArguments | None = None, *trainer_args,
-                 block_size: int | None = None, run_info: dict | None = None, **kwargs):
+                 block_size: int | None = None, run_info: dict | None = None, record_on_train_end: bool = True,
+                 **kwargs):
+        name = type(self).__name__
         if not isinstance(args, OptQuantTrainingArguments):
-            raise ConfigError("args", "OptQuantTrainer needs OptQuantTrainingArguments",
-                              "build the arguments with hf_optquant.OptQuantTrainingArguments(...)")
-        if model is None:
-            raise ConfigError("model", "OptQuantTrainer needs a model instance", "pass model=AutoModelForCausalLM...")
+            raise ConfigError("args", f"{name} needs OptQuantTrainingArguments",
+                              "build them with hf_optquant.OptQuantTrainingArguments(...), or for another trainer's "
+                              "config a dataclass deriving from both (class C(OptQuantTrainingArguments, SFTConfig))")
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigError("model", f"{name} needs a model instance, got {type(model).__name__}",
+                              "pass model=AutoModelForCausalLM.from_pretrained(...) (QAT and the optimizer routing "
+                              "need the module before training)")
         self.qat_config = None
         if args.qat is not None:
             from ..qat import QATConfig, prepare_qat
@@ -51,6 +63,8 @@ class OptQuantTrainer(Trainer):
             route_parameters(model)
         self.block_size = block_size
         self.run_info = dict(run_info or {})
+        self.record_on_train_end = record_on_train_end
+        self._trained = False
         super().__init__(model, args, *trainer_args, **kwargs)
         self.common_loss_callback = None
         if args.save_at_eval_loss is not None:
@@ -162,8 +176,10 @@ class OptQuantTrainer(Trainer):
         return super()._run_epoch(*args, **kwargs)
 
     def train(self, *args, **kwargs):
-        """Train, then evaluate, save the final model to ``output_dir`` and write ``run.json`` last
-        (so a run dir with ``run.json`` is always complete)."""
+        """``Trainer.train``, then ``run.json`` from what the run logged: no evaluation or save of its own,
+        so a script's own ``evaluate()``/``save_model()`` run once (an ``evaluate()`` after training
+        updates ``run.json``'s final loss). ``record_on_train_end=False`` leaves ``run.json`` to the caller."""
+        self._trained = False
         start = time.time()
         out = super().train(*args, **kwargs)
         if getattr(self, "_initial_global_step", -1) >= out.global_step and self.state.log_history:
@@ -172,12 +188,24 @@ class OptQuantTrainer(Trainer):
             if "train_loss" in summary:
                 summary["train_loss"] = None
                 out.metrics["train_loss"] = None
-        final = self.evaluate() if self.eval_dataset is not None else {}
-        self.save_model(self.args.output_dir)
-        if self.is_world_process_zero():
-            self.write_run_record(wall_time_s=time.time() - start, final_eval_loss=final.get("eval_loss"))
+        self.run_info["wall_time_s"] = time.time() - start
+        self._trained = True
+        if self.record_on_train_end and self.is_world_process_zero():
+            self.write_run_record()
         return out
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval", **kwargs):
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix, **kwargs)
+        # The script's evaluation after training is the run's final one (on the trainer's own eval set).
+        if (self._trained and self.record_on_train_end and eval_dataset is None and metric_key_prefix == "eval"
+                and self.is_world_process_zero()):
+            self.write_run_record()
+        return metrics
 
     def write_run_record(self, **extra) -> Path:
         rec = run_record(self, **extra)
         return atomic_write_json(Path(self.args.output_dir) / "run.json", rec)
+
+
+class OptQuantTrainer(OptQuantTrainerMixin, Trainer):
+    """Drop-in ``transformers.Trainer`` with the study's optimizers, WSD, QAT, Common Loss and ``run.json``."""
