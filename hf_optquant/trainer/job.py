@@ -149,15 +149,32 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
         raise ConfigError("model", f"unknown size or path {job.model!r}",
                           f"use a preset ({', '.join(SIZE_PRESETS)}), a model dir or a Hub id")
     data_cfg = job.data_config()
-    # Everything above validates input; from here on the run dir (and the token cache) may be written.
-    tok = _tokenizer(job, data_cfg, out)
-    model = build_model(job.model, vocab_size=len(tok), seed=job.model_seed) if job.model in SIZE_PRESETS \
-        else build_model(job.model)
-    n_params = count_parameters(model)
-    per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
-    if job.tokens_per_param is not None:
-        targs.max_steps = budget_steps(job.tokens_per_param, n_params, per_step, job.block_size)
-    train_ds, val_ds, data_info = _datasets(job, data_cfg, tok, targs, per_step, out)
+    # Everything above validates input. The tokenizer and token caches below are written into the run dir
+    # while the data is checked (too little text, a budget the corpus cannot fill): if a check fails, a run
+    # dir this call created is removed again, so a refused command leaves nothing behind.
+    created = not out.exists()
+    try:
+        tok = _tokenizer(job, data_cfg, out)
+        model = build_model(job.model, vocab_size=len(tok), seed=job.model_seed) if job.model in SIZE_PRESETS \
+            else build_model(job.model)
+        n_params = count_parameters(model)
+        per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
+        if job.tokens_per_param is not None:
+            targs.max_steps = budget_steps(job.tokens_per_param, n_params, per_step, job.block_size)
+        train_ds, val_ds, data_info = _datasets(job, data_cfg, tok, targs, per_step, out)
+        if len(train_ds) < per_step:
+            raise ConfigError("dataset", f"{job.dataset!r} packs into {len(train_ds)} blocks of {job.block_size} "
+                              f"tokens, fewer than the {per_step} sequences of one optimizer step",
+                              "give more text, or lower block_size / per_device_train_batch_size")
+        if len(val_ds) < 1:
+            raise ConfigError("dataset", f"{job.dataset!r} has no validation block of {job.block_size} tokens",
+                              "give more text, or a smaller block_size")
+    except (ConfigError, KeyboardInterrupt):
+        if created and targs.process_index == 0:
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     if targs.max_steps <= 0:
         targs.max_steps = math.ceil(len(train_ds) * targs.num_train_epochs / per_step)
     trainer = OptQuantTrainer(
