@@ -199,6 +199,7 @@ CASES = [
     ("train-save-steps0", ["train", T, "--save_steps", "0", "--output_dir", "run"], 2, ["save_steps"]),
     ("train-logging-steps0", ["train", T, "--logging_steps", "0", "--output_dir", "run"], 2, ["logging_steps"]),
     ("train-max-steps-frac", ["train", T, "--max_steps", "10.5", "--output_dir", "run"], 2, ["max_steps"]),
+    ("train-max-steps-1e3", ["train", T, "--max_steps", "1e3", "--output_dir", "run"], 2, ["max_steps", "1e3"]),
     ("train-max-steps0", ["train", T, "--max_steps", "0", "--output_dir", "run"], 2, ["max_steps"]),
     ("train-epochs0", ["train", T, "--max_steps", "-1", "--num_train_epochs", "0", "--output_dir", "run"], 2,
      ["num_train_epochs"]),
@@ -472,8 +473,11 @@ def test_a_bug_is_one_line_too(fx, tmp_path, monkeypatch, capsys):
 def test_accepted_spellings(fx, tmp_path):
     from hf_optquant.trainer.cli import parse_train_config
 
-    _, targs = parse_train_config(str(fx / "yaml" / "train.yaml"), ["--max_steps", "1e3", "--output_dir",
-                                                                    str(tmp_path / "r")])
+    # A whole number written as a float in YAML is that number (the --max_steps flag is typed: row
+    # train-max-steps-1e3 says why it is refused there).
+    cfg = tmp_path / "steps.yaml"
+    cfg.write_text("model: tiny-1\noutput_dir: r\nmax_steps: 1e3\n")
+    _, targs = parse_train_config(str(cfg))
     assert targs.max_steps == 1000 and isinstance(targs.max_steps, int)
     # YAML 1.1 reads `no` as false: `eval_strategy: no` means no evaluation, as the user wrote.
     cfg = tmp_path / "no_eval.yaml"
