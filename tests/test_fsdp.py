@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 OPTS = ("adamw", "muon", "psgd", "scion", "shampoo", "soap")
-RESUME = ("adamw", "psgd", "shampoo", "soap")
+RESUME = ("adamw", "muon", "psgd", "scion", "shampoo", "soap")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ read back by plain transformers / datasets / huggingface_hub in a fresh process.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import textwrap
 
@@ -133,6 +134,11 @@ def test_publish_checkpoint_and_study_then_load_in_fresh_process(hub_env, hub, a
             "studies/s2/fits/scaling.png", "data/results.parquet"} <= set(data_files)
     card = data_files["README.md"].decode()
     assert "studies/s1/fits/scaling.json" in card and "studies/s2/fits/scaling.json" in card
+    # Each study's fit renders with its plot, an image of a file published in the repo.
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card)
+    assert sorted(images) == ["studies/s1/fits/scaling.png", "studies/s2/fits/scaling.png"]
+    assert all(data_files[p].startswith(b"\x89PNG") for p in images)
+    assert "increase %" in card and "nats per token" in card
 
     # 5. The token is nowhere: not in any published file, output or log line.
     for repo, rtype in (("tester/tiny-adamw-rtn-w4a4", "model"), ("tester/results", "dataset")):

@@ -32,19 +32,78 @@ def test_mmr_and_kurtosis_match_numpy_scipy_and_stream():
         acc.update(torch.from_numpy(batch))
     s = acc.summary()
     a = np.abs(flat)
-    assert s["mmr"] == pytest.approx(np.mean(a.max(1) / np.median(a, axis=1)), rel=1e-12)
+    lower_median = np.sort(a, axis=1)[:, (a.shape[1] - 1) // 2]  # torch.median's, the authors' (ant's)
+    assert s["mmr"] == pytest.approx(np.mean(a.max(1) / lower_median), rel=1e-12)
     assert s["mmr_mean"] == pytest.approx(np.mean(a.max(1) / a.mean(1)), rel=1e-12)
     assert s["kurtosis"] == pytest.approx(stats.kurtosis(flat.ravel()), rel=1e-9)
     assert s["kurtosis_channel_rms"] == pytest.approx(stats.kurtosis(np.sqrt((flat ** 2).mean(0))), rel=1e-9)
     assert excess_kurtosis(torch.from_numpy(flat)) == pytest.approx(s["kurtosis"], rel=1e-12)
-    # Even widths with ties around the middle: numpy's median (mean of the two middle values).
-    ties = np.array([[1.0, 1, 1, 1], [0, 0, 3, 3], [2, 1, 1, 5], [4, 1, 4, 4], [3, 1, 2, 9], [-2, 2, 0, 1]])
-    want = np.abs(ties).max(1) / np.median(np.abs(ties), axis=1)
+    # Even widths with ties around the middle: the lower of the two middle values, never their mean.
+    ties = np.array([[1.0, 1, 1, 1], [0.5, 0.5, 3, 3], [2, 1, 1, 5], [4, 1, 4, 4], [3, 1, 2, 9], [-2, 2, 0, 1]])
+    want = np.abs(ties).max(1) / np.array([1.0, 0.5, 1, 4, 2, 1])
     assert np.allclose(mmr_per_token(torch.from_numpy(ties)).numpy(), want, rtol=1e-15, atol=0)
     # A token whose median |x| is 0 has no MMR (NaN), and is left out of the average.
     z = torch.tensor([[0.0, 0.0, 0.0, 2.0], [1.0, 2.0, 3.0, 4.0]])
     r = mmr_per_token(z)
-    assert torch.isnan(r[0]) and r[1] == pytest.approx(4 / 2.5)
+    assert torch.isnan(r[0]) and r[1] == pytest.approx(4 / 2)  # lower median of (1, 2, 3, 4): 2
+
+
+def test_residual_stream_mmr_is_the_authors_metric_per_layer_with_a_median_over_layers():
+    # The default outlier site is the residual stream: each decoder block's input and the final norm's input,
+    # per token max|x| / torch.median(|x|) (the lower median), averaged over tokens: ant's formula, written
+    # here on activations recorded by plain forward hooks over the whole model (float64).
+    model = _tiny(seed=3)
+    qmodel, _ = quantize_model(model, PTQConfig(w_bits=4, a_bits=4))
+    ids = torch.randint(0, 300, (4, 24), generator=torch.Generator().manual_seed(2))
+    seen: dict[str, list] = {}
+    sites = [(f"layers.{i}", b) for i, b in enumerate(model.model.layers)] + [("norm", model.model.norm)]
+    hooks = [m.register_forward_pre_hook(lambda m, a, kw, n=n: seen.setdefault(n, []).append(
+        (a[0] if a else kw["hidden_states"]).detach()), with_kwargs=True) for n, m in sites]
+    with torch.no_grad():
+        for i in (0, 2):
+            model(input_ids=ids[i:i + 2])
+    for h in hooks:
+        h.remove()
+    res = diagnose_models(model, qmodel, ids, batch_size=2, progress=False)
+    s, rows = res["summary"], res["outliers"]
+    assert [r["module"] for r in rows] == [n for n, _ in sites] and {r["site"] for r in rows} == {"residual"}
+    for r in rows:
+        feats = torch.cat(seen[r["module"]]).reshape(-1, 64)
+        want = (feats.abs().max(dim=1).values / feats.abs().median(dim=1).values).mean()
+        assert r["mmr"] == pytest.approx(float(want), rel=1e-12), r["module"]
+        assert r["kurtosis"] == pytest.approx(stats.kurtosis(feats.flatten().numpy()), rel=1e-9)
+        assert r["tokens"] == ids.numel()
+    assert s["outlier_site"] == "residual"
+    assert s["mmr"] == pytest.approx(float(np.median([r["mmr"] for r in rows])), rel=1e-15)
+    assert [r["mmr"] for r in s["outliers_per_layer"]] == [r["mmr"] for r in rows]
+    # both: the residual stream stays the plain keys; every linear input is added with a _linear suffix, and
+    # the ReLU^2 down-projection inputs there are mostly exact zeros (median 0 -> NaN or huge).
+    both = diagnose_models(model, qmodel, ids, batch_size=2, progress=False, outliers="both")
+    assert both["summary"]["mmr"] == s["mmr"]
+    # The default runs each block's four passes as two of twice the batch; with linear-input hooks they run
+    # one by one: the same ABC terms to float64 rounding.
+    for fast, slow in zip(res["layers"], both["layers"], strict=True):
+        for k in ("R", "A", "B", "C", "G"):
+            assert fast[k] == pytest.approx(slow[k], rel=1e-10, abs=1e-15, nan_ok=True), (fast["module"], k)
+    lin = [r for r in both["outliers"] if r["site"] == "linear"]
+    assert len(lin) == 2 * 7 + 1 and "mmr_linear" in both["summary"]
+    down = [r["mmr"] for r in lin if r["module"].endswith("down_proj")]
+    others = [r["mmr"] for r in lin if not r["module"].endswith("down_proj")]
+    assert all(not np.isfinite(d) or d > 10 * max(others) for d in down), (down, others)
+    none = diagnose_models(model, qmodel, ids, batch_size=2, progress=False, outliers="none")
+    assert none["outliers"] == [] and np.isnan(none["summary"]["mmr"])
+    assert none["summary"]["r_l"] == s["r_l"]  # the ABC terms do not depend on the outlier site
+
+
+def test_layer_aggregate_is_not_decided_by_one_degenerate_layer():
+    from hf_optquant.metrics import aggregate_layers
+
+    typical = [3.0, 4.0, 5.0, 6.0]
+    assert aggregate_layers(typical + [2e9]) == 5.0
+    assert aggregate_layers(typical + [float("nan"), None]) == 4.5
+    assert np.isnan(aggregate_layers([float("nan")]))
+    # a mean of logs is not robust: it moves by orders of magnitude with that layer
+    assert np.exp(np.mean(np.log(typical + [2e9]))) > 100
 
 
 def test_hand_made_two_layer_network_matches_hand_derivation():
@@ -174,8 +233,9 @@ def test_diagnose_and_correlate_cli_end_to_end(trained_tiny_dir, tmp_path, capsy
     for f in ("summary.json", "layers.parquet", "layers.csv", "outliers.csv", "abc.png", "mmr.png"):
         assert (out / f).stat().st_size > 0, f
     s = json.loads((out / "summary.json").read_text())
-    for k in ("mmr", "mmr_mean", "kurtosis", "kurtosis_channel_rms", "r_l", "r_per_layer"):
+    for k in ("mmr", "mmr_mean", "kurtosis", "kurtosis_channel_rms", "r_l", "r_per_layer", "outliers_per_layer"):
         assert s[k] is not None, k
+    assert s["outlier_site"] == "residual" and len(s["outliers_per_layer"]) == len(s["stages"]) - 1
     assert s["delta_val_loss"] > 0  # W4A4 RTN hurts a trained model
     # Three more runs: the same summary with other metric values (correlate reads only the summaries).
     runs = [out]

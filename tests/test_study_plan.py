@@ -24,7 +24,7 @@ def _state_values(x) -> int:
     return 0
 
 
-@pytest.mark.parametrize("name", ["adamw", "muon", "scion", "psgd", "soap"])
+@pytest.mark.parametrize("name", ["adamw", "muon", "scion", "psgd", "soap", "shampoo"])
 def test_state_model_counts_what_the_optimizer_keeps(name):
     from hf_optquant.models import build_model
     from hf_optquant.optim import build_optimizer, optimizer_hparams, route_parameters

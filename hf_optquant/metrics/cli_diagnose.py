@@ -20,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="block (each decoder layer, norm, head), linear, sublayer (attention, MLP, norms), all, "
                         "or comma-separated name suffixes")
     p.add_argument("--norm", default="tensor", help="tensor (norms over the batch) or token (per-token ratios)")
+    p.add_argument("--outliers", default="residual",
+                   help="where MMR and kurtosis are measured: residual (the residual stream, each decoder block's "
+                        "input and the last block's output, as the paper's authors measure it), linear (every "
+                        "linear layer's input), both, or none; the model-level value is the median over layers")
     p.add_argument("--dataset", default="ptb", help="text of the evaluation batches (ptb offline)")
     p.add_argument("--split", default="validation")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (atomically)")
@@ -31,6 +35,7 @@ def run(args) -> int:
     s = diagnose_model_dir(args.model, args.out, w_bits=args.w_bits, a_bits=args.a_bits,
                            granularity=args.granularity, method=args.method, n_batches=args.n_batches,
                            seq_len=args.seq_len, batch_size=args.batch_size, modules=args.modules, norm=args.norm,
-                           dataset=args.dataset, split=args.split, overwrite=args.overwrite)
+                           dataset=args.dataset, split=args.split, overwrite=args.overwrite,
+                           outliers=args.outliers)
     print(json.dumps({k: s[k] for k in ("mmr", "kurtosis", "r_l", "r_l_module", "val_loss_fp", "val_loss_q")}))
     return 0

@@ -7,11 +7,15 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["PAPER_CORRELATIONS", "METRICS", "correlation", "load_run", "correlate_records", "correlate_runs"]
+__all__ = ["PAPER_CORRELATIONS", "METRICS", "LINEAR_METRICS", "correlation", "load_run", "correlate_records",
+           "correlate_runs"]
 
 # The paper (760M, across optimizers): correlation of each metric with post-PTQ accuracy.
 PAPER_CORRELATIONS = {"mmr": 0.62, "kurtosis": 0.70, "r_l": -0.89}
+# mmr, kurtosis: of the site each diagnosis names in ``outlier_site`` (residual stream by default, the paper's).
 METRICS = ("mmr", "mmr_mean", "kurtosis", "kurtosis_channel_rms", "r_l")
+# Per-linear-input variants, present when the runs were diagnosed with ``--outliers both``.
+LINEAR_METRICS = ("mmr_linear", "mmr_mean_linear", "kurtosis_linear", "kurtosis_channel_rms_linear")
 
 
 def correlation(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
@@ -57,6 +61,8 @@ def load_run(path) -> dict:
             rec.setdefault("mean_acc_norm", e.get("mean_acc_norm"))
             break
     rec["name"] = p.name if p.is_dir() else p.parent.name
+    # Diagnoses written before the residual stream became the default measured every linear input.
+    rec.setdefault("outlier_site", "linear" if rec.get("mmr") is not None else None)
     return rec
 
 
@@ -80,17 +86,24 @@ def correlate_records(records, *, target: str = "delta_val_loss", n_boot: int = 
     if missing:
         raise ConfigError("target", f"{missing[0]} has no {target!r}",
                           "use --target delta_val_loss, or put an eval.json with mean_acc_norm beside each run")
+    sites = {r.get("outlier_site") for r in records} - {None}
+    if len(sites) > 1:
+        odd = next(r["name"] for r in records if r.get("outlier_site") != records[0].get("outlier_site"))
+        raise ConfigError("runs", f"{odd} measured MMR/kurtosis at another site than {records[0]['name']} "
+                          f"({sorted(sites)})", "diagnose every run with the same --outliers (residual)")
+    names = METRICS + tuple(m for m in LINEAR_METRICS if any(r.get(m) is not None for r in records))
     y = [_number(r[target]) for r in records]
-    rows = [{"name": r["name"], target: r[target], **{m: r.get(m) for m in METRICS}} for r in records]
+    rows = [{"name": r["name"], target: r[target], **{m: r.get(m) for m in names}} for r in records]
     metrics = {}
-    for m in METRICS:
+    for m in names:
         res = correlation([_number(r.get(m)) for r in records], y, n_boot=n_boot, seed=seed)
         if res["pearson"] is None:
             logging.getLogger(__name__).warning(
                 "correlate: %s has no correlation (%d finite values%s): reported as null", m, res["n"],
                 ", constant across runs" if res["n"] >= 3 else "; at least 3 are needed")
         metrics[m] = {**res, "paper": PAPER_CORRELATIONS.get(m)}
-    return {"target": target, "runs": rows, "paper_target": "post-PTQ zero-shot accuracy (760M)", "metrics": metrics}
+    return {"target": target, "runs": rows, "paper_target": "post-PTQ zero-shot accuracy (760M)",
+            "outlier_site": next(iter(sites), None), "metrics": metrics}
 
 
 def correlate_runs(paths, *, target: str = "delta_val_loss", n_boot: int = 1000, seed: int = 0) -> dict:

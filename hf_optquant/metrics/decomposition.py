@@ -43,11 +43,19 @@ def abc_sums(f_h, f_hq, fq_h, fq_hq, h_in=None, hq_in=None, *, norm: str = "tens
 
     Each term is a per-token dot product in the activations' dtype (a vector's length at most the hidden or
     vocabulary size), summed over tokens in float64: casting whole outputs to float64 first cost 15x more
-    on an LM head's logits for no accuracy a diagnostic can use."""
+    on an LM head's logits for no accuracy a diagnostic can use.
+
+    a and b are never formed: with d = fq(hq) - f(h) and s = f(hq) - fq(h), a = (d + s)/2 and b = (d - s)/2,
+    so |a|^2, |b|^2 and <a, b> follow per token from <d, d>, <s, s> and <d, s>: two differences and three
+    dots over the outputs instead of nine elementwise passes and four dots (on an LM head's logits, the
+    largest tensors of the pass)."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    a, b, d = abc_vectors(f_h, f_hq, fq_h, fq_hq)
-    aa, bb, ab, dd, hh = _dots(a, a), _dots(b, b), _dots(a, b), _dots(d, d), _dots(f_h.detach(), f_h.detach())
+    f_h = f_h.detach()
+    d = fq_hq.detach() - f_h
+    s_ = f_hq.detach() - fq_h.detach()
+    dd, ss, ds, hh = _dots(d, d), _dots(s_, s_), _dots(d, s_), _dots(f_h, f_h)
+    aa, bb, ab = 0.25 * (dd + 2 * ds + ss), 0.25 * (dd - 2 * ds + ss), 0.25 * (dd - ss)
     if norm == "tensor":
         w, n = torch.ones_like(hh), torch.tensor(1.0)
         out = {"hh": hh.sum()}

@@ -4,6 +4,13 @@ Feeds the clean model and its quantized copy (``hf_optquant.ptq.quantize_model``
 batch by batch through :class:`~hf_optquant.metrics.engine.ABCEngine`, decoder block by decoder block, then
 the final norm and the LM head. R_L is R of the last decoder block's output (the residual stream the paper
 calls the last layer).
+
+The outlier metrics (MMR, kurtosis) are, by default, those of the authors' framework: measured on the clean
+model's residual stream, i.e. at each decoder block's input and at the last block's output (the final norm's
+input), per token max|x| over torch's lower median of |x|, averaged over tokens; one row per point, and the
+model-level value is the median over them (:func:`~hf_optquant.metrics.outlier_stats.aggregate_layers`).
+``outliers="linear"`` measures every linear layer's input instead (``both``: the two, the linear ones
+reported with a ``_linear`` suffix).
 """
 from __future__ import annotations
 
@@ -16,8 +23,8 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from .decomposition import NORMS
-from .engine import ABCEngine, Stage
-from .outlier_stats import weight_stats
+from .engine import ABCEngine, Stage, outlier_sites
+from .outlier_stats import OUTLIER_METRICS, OUTLIER_SITES, aggregate_layers, weight_stats
 
 __all__ = ["MODULE_SETS", "module_selector", "model_stages", "diagnose_models", "diagnose_model_dir"]
 
@@ -101,10 +108,18 @@ def _loss(logits, ids) -> tuple[float, int]:
     return float(F.cross_entropy(lg, tgt, reduction="sum")), int(tgt.numel())
 
 
+def _check_outliers(outliers):
+    if outliers not in (True, False, None) and outliers not in OUTLIER_SITES:
+        raise ConfigError("outliers", f"unknown site {outliers!r} for the outlier metrics",
+                          f"use one of {', '.join(OUTLIER_SITES)} (residual is the paper's)")
+
+
 @torch.no_grad()
 def diagnose_models(model, qmodel, blocks: torch.Tensor, *, batch_size: int = 4, modules: str = "block",
-                    norm: str = "tensor", progress: bool = True, outliers: bool = True) -> dict:
-    """Per-module ABC rows, per-stage R, per-linear outlier metrics and the summary, for token ``blocks``."""
+                    norm: str = "tensor", progress: bool = True, outliers="residual") -> dict:
+    """Per-module ABC rows, per-stage R, outlier metrics per residual-stream point (and/or per linear input,
+    see ``outliers``) and the summary, for token ``blocks``."""
+    _check_outliers(outliers)
     if norm not in NORMS:
         raise ConfigError("norm", f"unknown norm reduction {norm!r}", f"use one of {', '.join(NORMS)}")
     if blocks is None or blocks.numel() == 0 or blocks.shape[0] == 0:
@@ -129,7 +144,9 @@ def diagnose_models(model, qmodel, blocks: torch.Tensor, *, batch_size: int = 4,
         h, kw = _block_inputs(model, stages[0][1], ids)
         hq, _ = _block_inputs(qmodel, stages[0][2], ids)
         for j, (name, clean, quant) in enumerate(stages):
-            stage = Stage(name, clean, quant, kwargs=kw if j < n_blocks else {})
+            # The residual stream: every block's input, and the last block's output (the final norm's input,
+            # or the head's when the model has no final norm).
+            stage = Stage(name, clean, quant, kwargs=kw if j < n_blocks else {}, residual=j <= n_blocks)
             h, hq = engine.run_stage(stage, h, hq)
         if i == 0:  # one sequence is enough to catch a missing step
             _check_stages_reproduce(model, ids[:1], h[:1])
@@ -138,26 +155,38 @@ def diagnose_models(model, qmodel, blocks: torch.Tensor, *, batch_size: int = 4,
             loss[key] += total
         loss["n"] += n
     rows = engine.table()
-    weights = {n: weight_stats(m.weight) for n, m in _named_linears(model, stages)} if outliers else {}
-    outlier_rows = [{**r, **weights.get(r["module"], {})} for r in engine.outlier_table()]
+    sites = outlier_sites(outliers)
+    outlier_rows = engine.outlier_table("residual") if "residual" in sites else []
+    if "linear" in sites:
+        weights = {n: weight_stats(m.weight) for n, m in _named_linears(model, stages)}
+        outlier_rows += [{**r, **weights.get(r["module"], {})} for r in engine.outlier_table("linear")]
     stage_rows = engine.stage_table()
     last_block = stage_rows[n_blocks - 1]
-    def mean(key, geometric=False):  # over linear layers; layers where it is undefined (NaN) are left out
-        vals = [r[key] for r in outlier_rows if math.isfinite(r[key])]
-        if not vals:
-            return float("nan")
-        if geometric:  # MMR spans decades (a ReLU^2 input's median is ~0): one layer would swamp a plain mean
-            return float(math.exp(sum(math.log(v) for v in vals) / len(vals)))
-        return float(sum(vals) / len(vals))
-
     fp, q = loss["fp"] / loss["n"], loss["q"] / loss["n"]
-    summary = {"mmr": mean("mmr", True), "mmr_mean": mean("mmr_mean", True), "kurtosis": mean("kurtosis"),
-               "kurtosis_channel_rms": mean("kurtosis_channel_rms"), "r_l": last_block["R"],
-               "r_l_module": last_block["stage"], "r_logits": stage_rows[-1]["R"],
+    summary = {**_outlier_summary(outlier_rows, sites),
+               "r_l": last_block["R"], "r_l_module": last_block["stage"], "r_logits": stage_rows[-1]["R"],
                "r_per_layer": [{k: r.get(k) for k in ("module", "R", "A", "B", "C", "G", "G1", "G2")} for r in rows],
                "stages": stage_rows, "val_loss_fp": fp, "val_loss_q": q, "delta_val_loss": q - fp,
                "n_tokens": loss["n"], "n_sequences": int(blocks.shape[0]), "modules": modules, "norm": norm}
     return {"summary": summary, "layers": rows, "outliers": outlier_rows}
+
+
+def _outlier_summary(outlier_rows: list[dict], sites: tuple[str, ...]) -> dict:
+    """Model-level outlier metrics: the median over layers of each site's per-layer values. The plain keys
+    (``mmr``, ``kurtosis``, ...) are the first site's (the residual stream unless only ``linear`` was asked);
+    with both sites, the linear ones also appear with a ``_linear`` suffix. Per-layer values of the residual
+    stream are kept in ``outliers_per_layer``."""
+    if not sites:
+        return {"outlier_site": None, **dict.fromkeys(OUTLIER_METRICS, float("nan"))}
+    out = {"outlier_site": sites[0], "outlier_aggregate": "median over layers"}
+    for i, site in enumerate(sites):
+        site_rows = [r for r in outlier_rows if r["site"] == site]
+        suffix = "" if i == 0 else f"_{site}"
+        for key in OUTLIER_METRICS:
+            out[key + suffix] = aggregate_layers(r[key] for r in site_rows)
+        if site == "residual":
+            out["outliers_per_layer"] = [{k: r[k] for k in ("module", *OUTLIER_METRICS)} for r in site_rows]
+    return out
 
 
 def _named_linears(model, stages):
@@ -185,15 +214,17 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
                        method: str = "rtn", n_batches: int = 4, seq_len: int = 128, batch_size: int = 4,
                        modules: str = "block", norm: str = "tensor", dataset: str = "ptb",
                        split: str = "validation", blocks: torch.Tensor | None = None, overwrite: bool = False,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, outliers: str = "residual") -> dict:
     """Diagnose a saved model under ``PTQConfig(method, w_bits, a_bits, granularity)``; writes ``out_dir``
-    (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the summary."""
+    (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the summary.
+    ``outliers``: where MMR and kurtosis are measured (residual, the paper's; linear; both; none)."""
     from ..io import atomic_dir
     from ..ptq import PTQConfig, calibration_ids, load_causal_lm, quantize_model
     from .plots import plot_abc, plot_mmr
 
     # Everything that can be checked before loading weights is checked first.
     cfg = PTQConfig(method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity)
+    _check_outliers(outliers)
     if Path(out_dir).exists() and not overwrite:
         raise ConfigError("out", f"{out_dir} already exists", "choose a new --out or pass --overwrite")
     from ..io import check_output_path
@@ -220,7 +251,7 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     calib = calibration_ids(tok, "ptb", 32, seq_len) if method == "gptq" else None
     qmodel, _ = quantize_model(model, cfg, calibration=calib)
     res = diagnose_models(model, qmodel, blocks, batch_size=batch_size, modules=modules, norm=norm,
-                          progress=progress)
+                          progress=progress, outliers=outliers)
     summary = {**res["summary"], "model": str(model_dir), "ptq": cfg.to_dict()}
     import pandas as pd
 
@@ -232,7 +263,8 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
         layers.to_csv(tmp / "layers.csv", index=False)
         pd.DataFrame(res["outliers"]).to_csv(tmp / "outliers.csv", index=False)
         plot_abc(res["layers"], summary["stages"], tmp / "abc.png")
-        plot_mmr(res["outliers"], tmp / "mmr.png")
+        if res["outliers"]:
+            plot_mmr(res["outliers"], tmp / "mmr.png")
         summary = _finite(summary)
         atomic_write_json(tmp / "summary.json", summary)
     return summary

@@ -1,4 +1,4 @@
-"""Diagnosis plots: R_l and A/B/C per module; MMR per linear layer (PNG)."""
+"""Diagnosis plots: R_l and A/B/C per module; MMR per residual-stream point or linear layer (PNG)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,8 +42,10 @@ def plot_mmr(outliers: list[dict], out: Path) -> None:
     x = range(len(outliers))
     ax.plot(x, [r["mmr"] for r in outliers], marker="o", label="max/median")
     ax.plot(x, [r["mmr_mean"] for r in outliers], marker="s", label="max/mean")
-    ax.set_xticks(list(x), [r["module"] for r in outliers], rotation=60, fontsize=7)
-    ax.set(yscale="log", ylabel="MMR (token mean)", title="Max-to-median ratio of linear inputs")
+    labels = [r["module"] if r.get("site") != "residual" else f"in:{r['module']}" for r in outliers]
+    ax.set_xticks(list(x), labels, rotation=60, fontsize=7)
+    ax.set(yscale="log", ylabel="MMR (token mean)",
+           title="Max-to-median ratio (in:X = residual stream at X's input; others: linear inputs)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

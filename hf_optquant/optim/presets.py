@@ -200,9 +200,9 @@ class ShampooPreset(_Base, _SideChoice):
     momentum: float = field(default=0.0, metadata=_h("code (ant): Meta's momentum on the search direction, 0"))
     nesterov: bool = field(default=False, metadata=_h("code (ant): Meta's default, False"))
     precondition_frequency: int = field(default=20, metadata=_h("paper: 20"))
-    start_preconditioning_step: int = field(default=20, metadata=_h(
-        "code (ant): Meta's -1, i.e. the precondition frequency; Adam-graft-only steps before it (Meta requires "
-        ">= the frequency; any step >= 1 works here)"))
+    start_preconditioning_step: int | None = field(default=None, metadata=_h(
+        "code (ant): Meta's -1, i.e. None: the precondition frequency; Adam-graft-only steps before it (Meta "
+        "requires >= the frequency; any step >= 1 works here)"))
     max_preconditioner_dim: int = field(default=12288, metadata=_h("paper: 12288 (larger dims are blocked)"))
     bias_correction: bool = field(default=True, metadata=_h("paper: bias correction of the factors and moments"))
     merge_small_dims: bool = field(default=False, metadata=_h(

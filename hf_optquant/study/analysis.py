@@ -93,7 +93,8 @@ def _diagnose(cfg: StudyConfig, spec: RunSpec) -> dict:
     summary = diagnose_model_dir(ptq_rec["checkpoint"]["path"], out, method=block.method, w_bits=block.w_bits,
                                  a_bits=block.a_bits,
                                  granularity=block.granularity, n_batches=cfg.diagnose_batches,
-                                 seq_len=cfg.block_size, blocks=blocks, overwrite=True, progress=False)
+                                 seq_len=cfg.block_size, blocks=blocks, overwrite=True, progress=False,
+                                 outliers=cfg.diagnose_outliers)
     return {"available": True, **summary}
 
 

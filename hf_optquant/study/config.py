@@ -75,6 +75,8 @@ class StudyConfig:
     tasks: list[str] = field(default_factory=list, metadata={"help": "lm-eval tasks (online or local)."})
     task_include_path: str | None = field(default=None, metadata={"help": "Directory of local lm-eval task YAMLs."})
     diagnose_batches: int = field(default=4, metadata={"help": "Batches for MMR/kurtosis/ABC."})
+    diagnose_outliers: str = field(default="residual", metadata={
+        "help": "Where MMR/kurtosis are measured: residual (the residual stream, the paper's), linear, both."})
     fit_form: str = field(default="reduced", metadata={"help": "Scaling-law form: reduced, precision, chinchilla."})
     seed: int = field(default=0, metadata={"help": "Seed for data order and initial weights."})
     train_overrides: dict[str, Any] = field(default_factory=dict,
@@ -112,6 +114,9 @@ class StudyConfig:
         for k in list(self.learning_rates) + list(self.lr_grid) + list(self.optimizer_kwargs):
             if k not in OPTIMIZERS:
                 raise ConfigError("learning_rates", f"unknown optimizer {k!r}", f"use {', '.join(OPTIMIZERS)}")
+        if self.diagnose_outliers not in ("residual", "linear", "both"):
+            raise ConfigError("diagnose_outliers", f"unknown site {self.diagnose_outliers!r}",
+                              "use residual (the paper's), linear or both")
         if self.fit_form not in ("reduced", "precision", "chinchilla"):
             raise ConfigError("fit_form", f"unknown form {self.fit_form!r}", "use reduced, precision or chinchilla")
         from .launch import LAUNCHERS

@@ -36,14 +36,33 @@ class PlanOptions:
             raise ConfigError("world_size", f"must be >= 1, got {self.world_size}", "use e.g. 16")
 
 
+def _shampoo_factors(shape: tuple[int, ...], lim: int) -> int:
+    """Values of the factor + inverse-root pair of every block (dims cut at ``lim``; size-1 dims dropped)."""
+    dims = [d for d in shape if d != 1] or [1]
+    splits = [[lim] * (d // lim) + ([d % lim] if d % lim else []) for d in dims]
+    total = 0
+    for k, sk in enumerate(splits):
+        others = math.prod(len(sj) for j, sj in enumerate(splits) if j != k)
+        total += 2 * others * sum(b * b for b in sk)
+    return total
+
+
 def state_floats(optimizer: str, group: str, shape: tuple[int, ...], hp: dict) -> int:
     """fp32 values of optimizer state one parameter keeps. Hidden matrices get the optimizer under
-    study; gains AdamW (two moments); embeddings the side optimizer (AdamW), or Scion's own momentum.
-    Exact for AdamW, Muon, Scion, PSGD-Kron and SOAP (tests/test_study_plan.py counts the real states);
-    Shampoo is the model of a Meta-style Shampoo (factor and inverse root per side, grafting, momentum)."""
+    study; embeddings and gains the side optimizer (AdamW; Scion's own momentum for its embedding) or, for
+    PSGD/SOAP/Shampoo with ``side_optimizer="same"`` (the authors' routing, the default), the optimizer
+    under study itself. Exact for all six (tests/test_study_plan.py counts the real states; Shampoo without
+    ``merge_small_dims``)."""
     numel = math.prod(shape)
-    if group != "hidden" or len(shape) < 2:
+    same = optimizer in ("psgd", "soap", "shampoo") and hp.get("side_optimizer", "same") == "same"
+    if group != "hidden" and not same or len(shape) < 1:
         return numel if optimizer == "scion" and group == "embed" else 2 * numel
+    if optimizer == "shampoo":  # filtered gradient + graft accumulator (+ momentum) + factor and inverse root
+        lim = hp.get("max_preconditioner_dim", 12288)
+        moments = (hp.get("betas", (0.95, 0.95))[0] > 0) + (hp.get("grafting", "adam") in ("adam", "rmsprop", "adagrad"))
+        return (moments + (hp.get("momentum", 0.0) > 0)) * numel + _shampoo_factors(shape, lim)
+    if len(shape) < 2:  # SOAP without 1-D preconditioning: two moments; PSGD: momentum + diagonal factor
+        return 2 * numel
     m, n = shape[0], math.prod(shape[1:])
     if optimizer == "adamw":
         return 2 * numel
@@ -52,9 +71,6 @@ def state_floats(optimizer: str, group: str, shape: tuple[int, ...], hp: dict) -
     if optimizer == "psgd":  # momentum + one Kronecker factor per side (dense up to max_size_triangular)
         lim = hp.get("max_size_triangular", 12288)
         return numel + sum(d * d if d <= lim else d for d in (m, n))
-    if optimizer == "shampoo":  # momentum + graft accumulator + factor and its inverse root per side
-        lim = hp.get("max_preconditioner_dim", 12288)
-        return 2 * numel + sum(2 * d * d if d <= lim else 0 for d in (m, n))
     if optimizer == "soap":  # Adam moments in the rotated basis + factor and eigenbasis per side
         lim = hp.get("max_precondition_dim", 12288)
         return 2 * numel + sum(2 * d * d if d <= lim else 0 for d in (m, n))
