@@ -21,11 +21,20 @@ logger = logging.getLogger(__name__)
 
 
 def _tokenizer_dir(cfg: StudyConfig) -> str:
+    import os
+    import time
+
     from .runs import prepare_study_data
 
+    tok_dir = cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
+    # Under a multi-process launch (torchrun / accelerate set RANK) rank 0 trains the tokenizer and
+    # tokenizes every run's tokens, once, before the first run; the other ranks wait for both.
+    if int(os.environ.get("RANK", "0")) != 0 and not cfg.tokenizer:
+        while not (Path(tok_dir) / "tokenizer.json").exists():
+            time.sleep(5)
     tok = study_tokenizer(cfg)
-    prepare_study_data(cfg, tok)  # every run's tokens, once, before the first run
-    return cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
+    prepare_study_data(cfg, tok, wait=int(os.environ.get("RANK", "0")) != 0)
+    return tok_dir
 
 
 def _check_tasks(cfg: StudyConfig) -> None:

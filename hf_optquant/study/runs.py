@@ -32,17 +32,25 @@ def study_data_dir(cfg: StudyConfig) -> Path:
     return Path(cfg.data.cache_dir or Path(cfg.output_dir) / "data")
 
 
-def prepare_study_data(cfg: StudyConfig, tokenizer, *, progress: bool = True):
+def prepare_study_data(cfg: StudyConfig, tokenizer, *, progress: bool = True, wait: bool = False):
     """Tokenize once, before any run, the tokens of the largest run (plus validation); every run reads a
     prefix of the same shards. Padded by 1% so a run launched on more devices (its budget rounded up to
-    whole global batches) is still served by this store."""
+    whole global batches) is still served by this store. ``wait``: another process builds it; poll."""
     import math
+    import time
 
     from ..data.prepare import prepare_tokens
+    from ..data.source import source_identity
+    from ..data.store import find_store, store_identity
     from .plan import study_budget_tokens
 
     need = max(study_budget_tokens(cfg, len(tokenizer)).values())
     need = max(need, math.ceil(need * 1.01)) if not cfg.data.allow_epochs else need
+    if wait:
+        identity = store_identity(source_identity(cfg.data), tokenizer, cfg.max_eval_tokens)
+        while (store := find_store(study_data_dir(cfg), identity, need)) is None:
+            time.sleep(10)
+        return store
     return prepare_tokens(cfg.data, tokenizer, train_tokens=need, eval_tokens=cfg.max_eval_tokens,
                           cache_dir=study_data_dir(cfg), progress=progress)
 
