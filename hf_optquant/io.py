@@ -20,8 +20,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_json",
-           "clean_stale_partials"]
+__all__ = ["check_output_path", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+           "read_json", "clean_stale_partials"]
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.h(?P<host>[0-9a-f]{8})p(?P<pid>\d+)\.[0-9a-f]{8}\.(?:partial|tmp)$")
 
@@ -92,6 +92,20 @@ def _exists_error(path: Path, when: str = ""):
     return ConfigError("out", f"{path} already exists{when}", "choose a new output directory or pass --overwrite")
 
 
+def check_output_path(path: str | os.PathLike, field: str = "out") -> Path:
+    """Refuse, before any work, an output path that can never be created (an ancestor is a file)."""
+    p = Path(path)
+    for parent in (p.parent, *p.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                from .errors import ConfigError
+
+                raise ConfigError(field, f"{parent} is a file, so {p} cannot be created",
+                                  "choose an output path inside a directory")
+            break
+    return p
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,8 +134,15 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """The parsed file; a damaged one (truncated, binary, not JSON) is an EnvironmentFailure naming it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        from .errors import EnvironmentFailure
+
+        raise EnvironmentFailure(path, f"damaged JSON ({str(exc).splitlines()[0][:120]})",
+                                 "delete it and rerun the command that writes it") from None
 
 
 def _restore_interrupted_overwrite(path: Path) -> None:

@@ -21,11 +21,20 @@ logger = logging.getLogger(__name__)
 
 
 def _tokenizer_dir(cfg: StudyConfig) -> str:
+    import os
+    import time
+
     from .runs import prepare_study_data
 
+    tok_dir = cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
+    # Under a multi-process launch (torchrun / accelerate set RANK) rank 0 trains the tokenizer and
+    # tokenizes every run's tokens, once, before the first run; the other ranks wait for both.
+    if int(os.environ.get("RANK", "0")) != 0 and not cfg.tokenizer:
+        while not (Path(tok_dir) / "tokenizer.json").exists():
+            time.sleep(5)
     tok = study_tokenizer(cfg)
-    prepare_study_data(cfg, tok)  # every run's tokens, once, before the first run
-    return cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
+    prepare_study_data(cfg, tok, wait=int(os.environ.get("RANK", "0")) != 0)
+    return tok_dir
 
 
 def _check_tasks(cfg: StudyConfig) -> None:
@@ -34,30 +43,6 @@ def _check_tasks(cfg: StudyConfig) -> None:
         from ..eval.harness import task_manager
 
         task_manager(list(cfg.tasks), cfg.task_include_path, include_field="task_include_path")
-
-
-def _check_budget(cfg: StudyConfig) -> None:
-    """A budget that ends before the first evaluation leaves no Common-Loss snapshot: refuse it up front."""
-    import torch
-
-    from ..errors import ConfigError
-    from ..models import build_model, count_parameters
-    from ..trainer.job import budget_steps
-
-    # As the runs will be configured (train_overrides included), on one process.
-    over = cfg.train_overrides or {}
-    per_step = over.get("per_device_train_batch_size", cfg.batch_size) * over.get("gradient_accumulation_steps", 1)
-    every = over.get("eval_steps", cfg.eval_every)
-    for size in cfg.sizes:
-        with torch.device("meta"):  # shapes only: no memory, no init
-            n = count_parameters(build_model(size, vocab_size=cfg.vocab_size))
-        steps = budget_steps(cfg.tokens_per_param, n, per_step, cfg.block_size)
-        if steps < every:
-            raise ConfigError("tokens_per_param", f"{size} ({n:,} parameters) gets {steps} steps at "
-                              f"{cfg.tokens_per_param} tokens/parameter, fewer than eval_every={every}, "
-                              "so it is never evaluated and has no Common-Loss checkpoint",
-                              f"raise tokens_per_param to at least "
-                              f"{every * per_step * cfg.block_size / n:.3g} or lower eval_every")
 
 
 def _check_config(cfg: StudyConfig) -> bool:
@@ -70,8 +55,7 @@ def _check_config(cfg: StudyConfig) -> bool:
         if saved == config_record(cfg):
             return False  # checked and saved by an earlier command (each --run job would otherwise re-index lm-eval)
         check_same_config(cfg, saved)  # refuses changed settings; passes fields added since at their defaults
-    _check_budget(cfg)
-    _check_tasks(cfg)
+    _check_tasks(cfg)  # the rest of the config was validated when it was loaded (study/validate.py)
     return True
 
 

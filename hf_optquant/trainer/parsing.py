@@ -96,4 +96,7 @@ def parse_train_config(config_path: str, overrides: list[str] | None = None):
                        for k, v in parse_overrides(dotted).items()}}
     # Hub-facing defaults that make no sense offline; users can still set them.
     cfg.setdefault("report_to", "none")
+    if not ({**cfg, **over}).get("output_dir"):  # TrainingArguments would silently use ./trainer_output
+        raise ConfigError("output_dir", f"is not set in {config_path} or on the command line",
+                          "pass --output_dir runs/NAME")
     return build_dataclasses(TRAIN_TYPES, cfg, over, where=str(config_path))
