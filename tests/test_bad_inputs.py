@@ -414,12 +414,12 @@ def _disk_full(monkeypatch):
 
 
 def _read_only(monkeypatch):
-    import tempfile
+    import hf_optquant.io as hio
 
-    def ro(*a, **k):
-        raise OSError(errno.EROFS, "Read-only file system", k.get("dir") or "(dir)")
+    def ro(path, *a, **k):  # atomic_dir makes its temporary with os.mkdir (umask applies)
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
 
-    monkeypatch.setattr(tempfile, "mkdtemp", ro)
+    monkeypatch.setattr(hio.os, "mkdir", ro)
 
 
 @pytest.mark.parametrize("fault, argv, words", [
