@@ -147,10 +147,9 @@ def _decode(value: Any, where: str) -> Any:
 def _decode_group(saved: Any, live: dict, where: str) -> dict:
     if not isinstance(saved, dict):
         raise _refuse(where, "is not a dict")
-    params = saved.get("params")
-    if not (isinstance(params, list) and len(params) == len(live["params"])
-            and all(type(i) is int for i in params)):
-        raise _refuse(f"{where}.params", f"does not list the group's {len(live['params'])} parameters")
+    params = saved.get("params")  # (under FSDP2 a rank's shard lists only the parameters it owns)
+    if not (isinstance(params, list) and all(type(i) is int for i in params)):
+        raise _refuse(f"{where}.params", "is not a list of parameter indices")
     out = {}
     for k, v in saved.items():
         here = f"{where}.{k}"
