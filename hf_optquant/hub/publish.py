@@ -54,6 +54,10 @@ class PublishConfig:
             raise ConfigError("endpoint", f"{self.endpoint!r} is not an http(s) URL", "e.g. https://huggingface.co")
         if self.endpoint:
             self.endpoint = self.endpoint.rstrip("/")
+        if self.dry_run is not None:
+            from ..io import check_output_path
+
+            check_output_path(self.dry_run, "dry_run")
         if self.dry_run is not None and Path(self.dry_run).exists():
             raise ConfigError("dry_run", f"{self.dry_run} already exists", "give a new folder for the dry run")
 
