@@ -141,7 +141,7 @@ def run_child(corpus: Path, work: Path, steps: int, old: bool) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[20, 80, 320], help="corpus sizes in MB")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[20, 80, 320], help="corpus sizes in MB")
     ap.add_argument("--steps", type=int, default=20, help="training steps per size")
     ap.add_argument("--old", action="store_true", help="also run the previous data path at 20 MB")
     ap.add_argument("--dir", default="/tmp/hf_optquant_bench_data", help="corpora and runs")

@@ -22,8 +22,8 @@ import time
 
 
 def worker(mode: str, size: str, batches: int, batch_size: int, seq: int, reps: int = 3) -> dict:
-    outliers = not mode.endswith("-abc-only")
-    mode = mode.removesuffix("-abc-only")
+    outliers = "none" if mode.endswith("-abc-only") else "linear" if mode.endswith("-linear-outliers") else "residual"
+    mode = mode.removesuffix("-abc-only").removesuffix("-linear-outliers")
     import torch
 
     from hf_optquant.metrics import diagnose_models
@@ -87,7 +87,7 @@ def main() -> None:
 
     line("eval forward (with loss)", ev, ev, fwd)
     line("forward (logits only)", fwd, ev, fwd)
-    for mode in ("block-abc-only", "block", "linear", "all"):
+    for mode in ("block-abc-only", "block", "block-linear-outliers", "linear", "all"):
         line("ABC, modules=" + mode, run(mode, a.batches), ev, fwd)
     ev4, fwd4 = run("eval", 4 * a.batches), run("forward", 4 * a.batches)
     line("4x batches: eval forward", ev4, ev4, fwd4)

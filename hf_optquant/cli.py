@@ -3,6 +3,11 @@
 Each module named in :data:`COMMANDS` defines ``add_arguments(parser)`` and
 ``run(args) -> int``; they are imported only when their command runs, so ``--help``
 stays fast.
+
+Exit codes (docs/cli.md): 0 success; 2 bad input (argparse, :class:`ConfigError`); 3 the environment
+failed (:class:`EnvironmentFailure`, any ``OSError``, network/Hub errors, damaged files); 1 a bug of
+hf_optquant; 130 interrupted. Every failure is one line on stderr; ``-v`` adds the traceback of
+environment failures and bugs.
 """
 from __future__ import annotations
 
@@ -10,8 +15,10 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from .errors import ConfigError
+from .failures import describe_failure
 
 __all__ = ["COMMANDS", "main", "build_parser"]
 
@@ -27,8 +34,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's errors as one line (usage + message would be two), with the fix: the command's --help."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (fix: see `{self.prog} --help`)\n")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="hf-optquant",
         description="Which optimizer should I train with if the model will be quantized?",
     )
@@ -49,7 +63,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its one line (or --help); in-process callers get the code
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -65,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hf-optquant {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # one line for everything else; -v shows where it came from
+        code, line = describe_failure(exc)
+        if args.verbose:
+            traceback.print_exc()
+        print(f"hf-optquant {args.command}: error: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,10 +20,14 @@ __all__ = ["load_yaml", "parse_overrides", "build_dataclasses"]
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError("config", f"{path} is a directory", "give the path of a YAML file inside it")
     if not path.is_file():
         raise ConfigError("config", f"{path} does not exist", "give the path of a YAML file, e.g. trainer_configs/tiny.yaml")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError("config", f"{path} is not a text file", "give a YAML file (UTF-8 text)") from None
     except yaml.YAMLError as exc:
         raise ConfigError("config", f"{path} is not valid YAML ({str(exc).splitlines()[0]})", "fix the YAML syntax") from None
     if not isinstance(data, dict):
@@ -46,7 +50,10 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
                 i += 1
             else:
                 val = "true"
-        value = yaml.safe_load(val) if val != "" else ""
+        try:
+            value = yaml.safe_load(val) if val != "" else ""
+        except yaml.YAMLError:  # e.g. '{bad json': the field's own check names it
+            value = val
         key = key.replace("-", "_")
         target = out
         *parents, leaf = key.split(".")
@@ -64,16 +71,33 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """YAML reads ``1e-3`` as a string (YAML 1.1); turn strings into the field's number type."""
+    """YAML reads ``1e-3`` as a string (YAML 1.1); turn strings into the field's number type. A whole number
+    written as a float (``max_steps: 1e3``) is accepted for an integer field; ``10.5`` is not."""
+    args = typing.get_args(hint) or (hint,)
+    if value is False and str in args and bool not in args:
+        return "no"  # YAML 1.1 reads `eval_strategy: no` as false; the user meant the string
+    if isinstance(value, float) and int in args and float not in args:
+        if value.is_integer():
+            return int(value)
+        raise ConfigError(key, f"must be a whole number, got {value!r}", f"write e.g. {key}: {int(value)}")
     if not isinstance(value, str):
         return value
-    args = typing.get_args(hint) or (hint,)
     for typ in (int, float):
         if typ in args:
             try:
                 return typ(value)
             except ValueError:
+                if typ is int and float not in args and _is_float(value):
+                    return _coerce(float(value), hint, key)
                 if typ is float or float not in args:
                     raise ConfigError(key, f"expected a number, got {value!r}", "write a number, e.g. 3e-3") from None
     return value
@@ -98,5 +122,8 @@ def build_dataclasses(types: tuple[type, ...], config: dict[str, Any], overrides
         except ConfigError:
             raise
         except (TypeError, ValueError) as exc:
-            raise ConfigError(t.__name__, str(exc).splitlines()[0], "check the value's type and range") from None
+            msg = str(exc).splitlines()[0]
+            # Name the field when the library's message does (e.g. "requires non-zero --logging_steps").
+            field_name = next((k for k in sorted(kwargs, key=len, reverse=True) if k in msg), t.__name__)
+            raise ConfigError(field_name, msg, "check the value's type and range") from None
     return tuple(built)

@@ -1,11 +1,20 @@
-"""One exception type for bad user input.
+"""Two exception types for the two kinds of failure a user can fix.
 
-The CLI turns :class:`ConfigError` into a single line on stderr and exit code 2;
-library callers get a normal exception whose message names the field and the fix.
+* :class:`ConfigError`: bad user input (a flag, a YAML field, a file that is not what the command needs).
+  The CLI prints it as one line and exits with :data:`USAGE_EXIT` (2).
+* :class:`EnvironmentFailure`: the command was right but the world was not (disk full, read-only
+  filesystem, network or Hub server down, a damaged file). One line naming the path and the cause, exit
+  :data:`ENVIRONMENT_EXIT` (3), so scripts can tell "fix the command" from "retry / repair the machine".
+
+Library callers get normal exceptions whose message names the field (or path) and the fix.
 """
 from __future__ import annotations
 
-__all__ = ["ConfigError"]
+__all__ = ["ConfigError", "EnvironmentFailure", "USAGE_EXIT", "ENVIRONMENT_EXIT", "INTERNAL_EXIT"]
+
+USAGE_EXIT = 2
+ENVIRONMENT_EXIT = 3
+INTERNAL_EXIT = 1  # a bug of hf_optquant: one line, the traceback with -v
 
 
 class ConfigError(ValueError):
@@ -19,3 +28,19 @@ class ConfigError(ValueError):
         if fix:
             msg += f" (fix: {fix})"
         super().__init__(msg)
+
+
+class EnvironmentFailure(OSError):
+    """The environment failed: ``path`` (a file, directory or URL) and the ``cause``; ``fix`` if one is known."""
+
+    def __init__(self, path: str, cause: str, fix: str | None = None):
+        self.path = str(path)
+        self.cause = cause
+        self.fix = fix
+        msg = f"{self.path}: {cause}"
+        if fix:
+            msg += f" (fix: {fix})"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # OSError's own __str__ would format errno/strerror
+        return self.args[0]

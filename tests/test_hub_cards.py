@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -138,11 +139,12 @@ def test_scaling_section_puts_rho_beside_the_paper(tmp_path):
 def test_study_dry_run_writes_parquet_card_fits_report(hub_env, tmp_path, capsys):
     rows = result_rows("s1", ["r1", "r2", "r3"], seed=3)
     study = write_study_dir(tmp_path / "study", "s1", rows)
+    shutil.copy(study / "fits" / "scaling.png", study / "loss_curves.png")  # a report figure
     out = tmp_path / "dry"
     assert main(["publish", str(study), "--repo-id", "me/results", "--dry-run", str(out)]) == 0
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert files == {"README.md", "data/results.parquet", "studies/s1/report.md", "studies/s1/fits/scaling.json",
-                     "studies/s1/fits/scaling.png"}
+                     "studies/s1/fits/scaling.png", "studies/s1/loss_curves.png"}
     df = pd.read_parquet(out / "data/results.parquet")
     assert df["run_id"].tolist() == ["r1", "r2", "r3"]
     assert df["val_loss"].tolist() == pytest.approx([r["val_loss"] for r in rows])
@@ -150,6 +152,7 @@ def test_study_dry_run_writes_parquet_card_fits_report(hub_env, tmp_path, capsys
     text = (out / "README.md").read_text()
     assert "More information needed" not in text and schema_markdown() in text
     assert "data/results.parquet" in text and "studies/s1/report.md" in text
+    assert "](studies/s1/fits/scaling.png)" in text and "100 * df.delta_val_loss" in text
 
 
 @pytest.mark.parametrize("argv, field", [
@@ -171,3 +174,24 @@ def test_unknown_dir_and_existing_dry_run_dir(hub_env, tmp_path, capsys, model_d
     assert main(["publish", str(run), "--repo-id", "me/x", "--dry-run", str(tmp_path / "taken")]) == 2
     assert "dry_run: " in capsys.readouterr().err
     assert list((tmp_path / "taken").iterdir()) == []
+
+
+def test_three_cards_three_functions():
+    from hf_optquant.hub import checkpoint_card, full_precision_card, qat_card
+
+    config = {"model_type": "olmo2", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2,
+              "vocab_size": 512}
+    run = {"optimizer": "muon", "model_size": "tiny-2", "n_params": 1000, "tokens_seen": 20000, "global_step": 5,
+           "versions": {"torch": "2.13"}}
+    qat = {"quantizer": "quest", "w_bits": 4, "a_bits": 4, "granularity": "row"}
+    quant = {"method": "rtn", "w_bits": 4, "a_bits": None, "granularity": "row", "hf_optquant_version": "0.1.0"}
+    common = dict(repo_id="me/x", config=config, eval_json=None, has_tokenizer=False)
+    fp = str(full_precision_card(run=run, **common))
+    q = str(qat_card(run={**run, "qat": qat}, **common))
+    ck = str(checkpoint_card(run=run, quant=quant, **common))
+    assert "muon-trained full-precision model" in fp and "full-precision" in fp and "Quantization-aware" not in fp
+    assert "there is no parent to compare with" in fp
+    assert "muon-trained QAT model" in q and "w4a4" in q and "| `quantizer` | `quest` |" in q
+    assert "muon-trained rtn W4A16 checkpoint" in ck and "compressed-tensors" in ck and "| `method` | `rtn` |" in ck
+    assert "Post-training quantization" in ck and "Post-training quantization" not in q + fp
+    assert all("{{" not in c and "More information needed" not in c for c in (fp, q, ck))

@@ -3,6 +3,7 @@ read back by plain transformers / datasets / huggingface_hub in a fresh process.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import textwrap
 
@@ -133,6 +134,11 @@ def test_publish_checkpoint_and_study_then_load_in_fresh_process(hub_env, hub, a
             "studies/s2/fits/scaling.png", "data/results.parquet"} <= set(data_files)
     card = data_files["README.md"].decode()
     assert "studies/s1/fits/scaling.json" in card and "studies/s2/fits/scaling.json" in card
+    # Each study's fit renders with its plot, an image of a file published in the repo.
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card)
+    assert sorted(images) == ["studies/s1/fits/scaling.png", "studies/s2/fits/scaling.png"]
+    assert all(data_files[p].startswith(b"\x89PNG") for p in images)
+    assert "increase %" in card and "nats per token" in card
 
     # 5. The token is nowhere: not in any published file, output or log line.
     for repo, rtype in (("tester/tiny-adamw-rtn-w4a4", "model"), ("tester/results", "dataset")):
@@ -160,10 +166,10 @@ def test_private_repo_and_dry_run_is_exactly_the_upload(hub_env, hub, artefacts,
     assert written == {k: v for k, v in files.items() if k != ".gitattributes"}
 
 
-def _one_line_error(capsys, argv):
+def _one_line_error(capsys, argv, code=2):
     rc = main(argv)
     err = capsys.readouterr().err.strip()
-    assert rc == 2
+    assert rc == code
     assert TOKEN not in err and "Traceback" not in err
     # Upload progress bars may precede it; the error itself is exactly one line, the last.
     errors = [line for line in err.replace("\r", "\n").splitlines() if "error" in line]
@@ -181,12 +187,13 @@ def test_bad_repo_id_and_missing_token(hub_env, hub, artefacts, capsys, monkeypa
     assert hub.repos == {}  # nothing was created
 
 
-@pytest.mark.parametrize("status, field", [(401, "token"), (404, "endpoint"), (500, "endpoint")])
-def test_endpoint_refusals_are_one_line(hub_env, hub, artefacts, capsys, status, field):
+@pytest.mark.parametrize("status, field, code", [(401, "token", 2), (404, "endpoint", 2), (500, None, 3)])
+def test_endpoint_refusals_are_one_line(hub_env, hub, artefacts, capsys, status, field, code):
+    """A refusal of the input is a usage error (2); a server error is the environment's (3), naming the endpoint."""
     hub.fail("*", r".*", status, message=f"refused with {status}")
     err = _one_line_error(capsys, ["publish", str(artefacts["run"]), "--repo-id", "tester/refused",
-                                   "--endpoint", hub.url])
-    assert err.startswith(f"hf-optquant publish: error: {field}: ") and str(status) in err
+                                   "--endpoint", hub.url], code)
+    assert err.startswith(f"hf-optquant publish: error: {field or hub.url}: ") and str(status) in err
 
 
 def test_offline_mode_is_a_clear_error(hub_env, hub, artefacts, capsys, monkeypatch):
@@ -209,7 +216,8 @@ def test_failed_upload_leaves_no_partial_commit(hub_env, hub, artefacts, capsys,
         hub.fail("POST", r"/api/models/tester/atomic/commit/", 500, message="backend exploded")
     else:  # the upload of one LFS object fails (403 is not retried by the client)
         hub.fail("PUT", r"/_lfs/", 403, message="signature expired")
-    err = _one_line_error(capsys, ["publish", str(artefacts["ckpt"]), "--repo-id", repo, "--endpoint", hub.url])
+    err = _one_line_error(capsys, ["publish", str(artefacts["ckpt"]), "--repo-id", repo, "--endpoint", hub.url],
+                          3 if fault == "commit" else 2)
     assert ("500" in err) if fault == "commit" else ("403" in err)
     assert hub.history(repo) == history
     assert hub.files(repo) == before  # all of the old files, none of the new ones

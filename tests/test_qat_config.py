@@ -15,7 +15,13 @@ def test_roundtrip_and_defaults():
     assert QATConfig.from_dict(cfg.to_dict()) == cfg
     d = QATConfig().to_dict()
     assert d["quantizer"] == "quest" and d["w_bits"] == 4 and d["a_bits"] == 4 and d["hadamard_block"] == 128
-    assert set(d["targets"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"}
+    assert d["targets"] == ["auto"]
+    # On the paper's (Llama/OLMo-style) model, auto is exactly the paper's named layer list.
+    from hf_optquant.qat import LLAMA_TARGETS, find_targets
+
+    model = build_model("tiny-2", vocab_size=300, seed=0)
+    assert find_targets(model, QATConfig(hadamard_block=32)).keys() == \
+        find_targets(model, QATConfig(hadamard_block=32, targets=list(LLAMA_TARGETS))).keys()
 
 
 @pytest.mark.parametrize("bad, field", [

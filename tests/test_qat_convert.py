@@ -10,8 +10,18 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from hf_optquant.qat import (QATConfig, QATLinear, convert_qat, deployed_qweights, prepare_qat, qat_modules,
-                             strip_qat)
+from hf_optquant.errors import ConfigError
+from hf_optquant.qat import (
+    QATConfig,
+    QATLinear,
+    block_hadamard,
+    convert_qat,
+    deployed_qweights,
+    load_quest,
+    prepare_qat,
+    qat_modules,
+    strip_qat,
+)
 from hf_optquant.quant import dequantize_rtn
 
 # Reloads every checkpoint in a fresh interpreter that never imports hf_optquant, so only
@@ -62,8 +72,8 @@ def test_prepare_keeps_tying_keys_and_parameters(trained_tiny_dir):
 def test_parity_with_checkpoint_reloaded_by_plain_transformers(trained_tiny_dir, tokenizer, tmp_path, ids):
     """rtn: the checkpoint stores exactly the training grid, so the reloaded logits equal the
     fake-quant logits up to float32 round-off (atol 1e-5; observed: bit-identical), for row and
-    group scales. quest: no exact parity is possible (see convert.py); the reloaded logits equal
-    an in-process model with the deployed weights and per-token activation RTN (atol 1e-5), and
+    group scales. quest ``folded`` (the rotation-free form): the reloaded logits equal an
+    in-process model with the deployed weights and per-token activation RTN (atol 1e-5), and
     the deployed model stays a usable LM."""
     ref, dirs = {}, []
     for name, cfg in {"rtn_row": QATConfig(quantizer="rtn"),
@@ -72,7 +82,7 @@ def test_parity_with_checkpoint_reloaded_by_plain_transformers(trained_tiny_dir,
         model = prepare_qat(_model(trained_tiny_dir), cfg)
         with torch.no_grad():
             ref[name] = model(input_ids=ids).logits
-        out = convert_qat(model, tmp_path / name, tokenizer=tokenizer)
+        out = convert_qat(model, tmp_path / name, tokenizer=tokenizer, quest_form="folded")
         assert isinstance(model.lm_head, QATLinear)  # the trained model is left as it was
         rec = json.loads((out / "quantization_record.json").read_text())
         assert rec["method"] == f"{cfg.quantizer}-qat" and rec["qat"] == cfg.to_dict()
@@ -81,7 +91,7 @@ def test_parity_with_checkpoint_reloaded_by_plain_transformers(trained_tiny_dir,
         if name == "quest":
             # The deployed form computed in-process: dequantized shared-grid weights, untied head,
             # per-token RTN activations (compressed-tensors' dynamic scheme).
-            qweights, _ = deployed_qweights(model)
+            qweights, _ = deployed_qweights(model, "folded")
             dep = strip_qat(_model(trained_tiny_dir))
             dep.lm_head.weight = torch.nn.Parameter(dep.lm_head.weight.detach().clone())
             mods = dict(dep.named_modules())
@@ -104,6 +114,63 @@ def test_parity_with_checkpoint_reloaded_by_plain_transformers(trained_tiny_dir,
     print(f"float {loss(float_logits):.3f} quest-fake-quant {loss(ref['quest']):.3f} quest-deployed {loss(got['quest']):.3f}")
 
 
+def _ref_quest_rows(x: torch.Tensor, bits: int, c: float) -> torch.Tensor:
+    """Per-row QuEST levels in float64 by brute force (nearest of linspace(-s, s, 2^b))."""
+    s = c * x.square().mean(-1, keepdim=True).sqrt() + 1e-8
+    levels = torch.linspace(-1, 1, 2**bits, dtype=torch.float64) * s
+    return levels.gather(-1, (x.unsqueeze(-1) - levels.unsqueeze(1)).abs().argmin(-1))
+
+
+def test_quest_checkpoint_keeps_the_rotation_and_load_quest_is_exact(trained_tiny_dir, tokenizer, tmp_path, ids):
+    """The quest checkpoint stores QuEST's own weights in the rotated basis (4-bit codes, zero point
+    -1/2) and the online Hadamard in transform_config; load_quest reproduces the QAT forward."""
+    from safetensors.torch import load_file
+
+    from hf_optquant.qat import gaussian_optimal_clip
+
+    model = prepare_qat(_model(trained_tiny_dir), QATConfig(quantizer="quest", hadamard_block=64))
+    with torch.no_grad():
+        qat_logits = model(input_ids=ids).logits
+    out = convert_qat(model, tmp_path / "quest", tokenizer=tokenizer)
+    cfg = json.loads((out / "config.json").read_text())["quantization_config"]
+    group = cfg["transform_config"]["config_groups"]["quest_hadamard"]
+    names = sorted(qat_modules(model))
+    assert group["type"] == "hadamard" and group["head_dim"] == 64
+    assert {a["location"]: sorted(a["targets"]) for a in group["apply"]} == {"input": names, "weight_input": names}
+    sd = load_file(str(out / "model.safetensors"))
+    codes = sd["model.layers.1.mlp.down_proj.weight"]
+    assert codes.dtype == torch.int8 and codes.min() >= -8 and codes.max() <= 7 and len(codes.unique()) == 16
+    assert torch.equal(sd["model.layers.1.mlp.down_proj.weight_zero_point"],
+                       torch.full_like(sd["model.layers.1.mlp.down_proj.weight_zero_point"], -0.5))
+    # Stored weights = QuEST's Q(W H), checked against a float64 brute-force reference.
+    w = model.model.layers[1].mlp.down_proj.weight.detach().double()
+    ref_q = _ref_quest_rows(block_hadamard(w, 64), 4, gaussian_optimal_clip(4))
+    step = sd["model.layers.1.mlp.down_proj.weight_scale"].double()
+    err = ((codes.double() + 0.5) * step - ref_q).abs()
+    # float32 vs float64 RMS may flip an element lying within ~1e-7 of a rounding boundary.
+    assert (err > 1e-6).float().mean() < 1e-3 and (err <= step * 1.001).all()
+
+    deployed = load_quest(out).eval()
+    with torch.no_grad():
+        got = deployed(input_ids=ids).logits
+        plain = AutoModelForCausalLM.from_pretrained(out).eval()(input_ids=ids).logits
+        ct = load_quest(out, activations="compressed-tensors").eval()(input_ids=ids).logits
+    torch.testing.assert_close(got, qat_logits, atol=1e-5, rtol=0)
+
+    def rel(a):
+        return ((a - qat_logits).norm() / qat_logits.norm()).item()
+
+    # Plain transformers ignores transform_config (rotated weights meet unrotated inputs); with
+    # compressed-tensors' transforms applied only the activation grid (absmax vs RMS-clip) differs.
+    assert rel(plain) > 0.1 and rel(ct) < rel(plain), (rel(plain), rel(ct))
+    with pytest.raises(ConfigError, match="quest-qat"):
+        load_quest(_rtn_checkpoint(trained_tiny_dir, tmp_path))
+
+
+def _rtn_checkpoint(trained_tiny_dir, tmp_path):
+    return convert_qat(prepare_qat(_model(trained_tiny_dir), QATConfig(quantizer="rtn", a_bits=None)), tmp_path / "rtn")
+
+
 def test_embedding_stays_raw_float_in_the_checkpoint(trained_tiny_dir, tmp_path):
     model = prepare_qat(_model(trained_tiny_dir), QATConfig(quantizer="rtn", a_bits=None))
     emb = model.model.embed_tokens.weight.detach().clone()
@@ -116,10 +183,14 @@ def test_embedding_stays_raw_float_in_the_checkpoint(trained_tiny_dir, tmp_path)
 
 
 def test_transformers_ignores_compressed_tensors_transforms(trained_tiny_dir, tmp_path):
-    """Why quest is not deployed with its rotation: transformers 5.23 drops a transform_config
-    at load time. If this starts failing, transformers applies transforms and convert_qat
-    should store the Hadamard instead of re-quantizing in the original basis."""
-    from compressed_tensors.transform import TransformArgs, TransformConfig, TransformScheme
+    """Plain transformers (5.24) drops a transform_config at load time, which is why QuEST
+    checkpoints need load_quest. If this starts failing, transformers applies transforms:
+    update docs/qat.md (plain from_pretrained would then rotate the inputs)."""
+    from compressed_tensors.transform import (
+        TransformArgs,
+        TransformConfig,
+        TransformScheme,
+    )
 
     model = prepare_qat(_model(trained_tiny_dir), QATConfig(quantizer="rtn", a_bits=None))
     out = convert_qat(model, tmp_path / "c")

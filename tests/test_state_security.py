@@ -79,13 +79,15 @@ def _plant(sd: dict, where: str, payload: dict) -> dict:
         hidden["param_groups"][0]["lr"] = payload
     elif where == "new group key":
         hidden["param_groups"][0]["evil"] = payload
+    elif where == "group params":
+        hidden["param_groups"][0]["params"] = [payload]
     else:  # per-parameter state
         first = next(iter(hidden["state"]))
         hidden["state"][first]["d"] = payload
     return sd
 
 
-PLACES = ["enum group value", "number group value", "new group key", "parameter state"]
+PLACES = ["enum group value", "number group value", "new group key", "group params", "parameter state"]
 
 
 @pytest.fixture

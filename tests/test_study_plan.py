@@ -24,20 +24,21 @@ def _state_values(x) -> int:
     return 0
 
 
-@pytest.mark.parametrize("name", ["adamw", "muon", "scion", "psgd", "soap", "shampoo"])
-def test_state_model_counts_what_the_optimizer_keeps(name):
+@pytest.mark.parametrize("name,kw", [("adamw", {}), ("muon", {}), ("scion", {}), ("psgd", {}), ("shampoo", {}),
+                                     ("shampoo", {"max_preconditioner_dim": 100}), ("soap", {})])
+def test_state_model_counts_what_the_optimizer_keeps(name, kw):
     from hf_optquant.models import build_model
     from hf_optquant.optim import build_optimizer, optimizer_hparams, route_parameters
 
     torch.manual_seed(0)
     model = build_model("tiny-1", vocab_size=300)
-    opt = build_optimizer(name, model, lr=1e-3, weight_decay=0.0)
+    opt = build_optimizer(name, model, lr=1e-3, weight_decay=0.0, **kw)  # max dim 100: blocked embedding
     for _ in range(2):  # states are created at the first step
         ids = torch.randint(0, 300, (2, 16))
         model(input_ids=ids, labels=ids).loss.backward()
         opt.step()
         opt.zero_grad()
-    hp = optimizer_hparams(name)
+    hp = optimizer_hparams(name, **kw)
     for group, params in route_parameters(model).items():
         for p in params:
             assert _state_values(opt.state[p]) == state_floats(name, group, tuple(p.shape), hp), (group, p.shape)

@@ -146,3 +146,18 @@ def test_run_clm_flow_evaluates_and_saves_once(tokenizer, lm_data, tmp_path):
     assert json.loads((tmp_path / "r" / "run.json").read_text())["final_eval_loss"] == metrics["eval_loss"]
     finish_run(tr)  # what hf-optquant train does after train(): the step-6 evaluation is the final one
     assert counter.steps == [4, 6, 6] and (tmp_path / "r" / "model.safetensors").exists()
+
+
+def test_missing_example_config_names_the_installed_copy(tmp_path, monkeypatch):
+    from hf_optquant.resources import resource_path
+
+    monkeypatch.chdir(tmp_path)  # e.g. a wheel install: no trainer_configs/ in the working folder
+    with pytest.raises(ConfigError, match="use the copy installed") as exc:
+        parse_train_config("trainer_configs/tiny.yaml", [])
+    shipped = str(resource_path("trainer_configs", "tiny.yaml"))
+    assert shipped in str(exc.value)
+    job, targs = parse_train_config(shipped, ["--output_dir", str(tmp_path / "r")])
+    import yaml
+
+    want = yaml.safe_load(open(shipped))
+    assert job.model == want["model"] and targs.max_steps == want["max_steps"]

@@ -130,7 +130,7 @@ def prepare_tokens(cfg: DataConfig, tokenizer, *, train_tokens: int | None, eval
         with tqdm(total=train_tokens, unit="tok", unit_scale=True, desc=f"tokenize {Path(cfg.dataset).name}",
                   disable=not progress) as bar:
             if val is not None:
-                _fill(vw, iter_batches(val, cfg), tokenizer, cfg, eval_tokens, bar)
+                _fill(vw, iter_batches(val, cfg), tokenizer, cfg, eval_tokens, tqdm(disable=True))
                 exhausted = _fill(tw, iter_batches(train, cfg), tokenizer, cfg, train_tokens, bar)
             else:
                 exhausted = _fill(tw, iter_batches(train, cfg), tokenizer, cfg, train_tokens, bar, hold=vw,

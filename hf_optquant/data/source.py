@@ -105,4 +105,9 @@ def open_splits(cfg: DataConfig) -> tuple[object, object | None]:
 
 def iter_batches(split, cfg: DataConfig) -> Iterator:
     column = cfg.token_column or cfg.text_column
-    return split.batches(column, cfg.batch_documents)
+    field_ = "data.token_column" if cfg.token_column else "text_column"
+    try:  # a streamed dataset learns its columns only when read: a missing one is a KeyError then
+        yield from split.batches(column, cfg.batch_documents)
+    except KeyError as exc:
+        raise ConfigError(field_, f"{column!r} is not a column of {cfg.dataset} ({str(exc).strip(chr(39))[:120]})",
+                          "name the dataset's text column, e.g. text_column: text") from None

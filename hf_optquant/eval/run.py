@@ -62,11 +62,34 @@ def run_eval(model_path: str, *, tasks=(), include_path=None, limit=None, baseli
     """
     from ..ptq.run import load_causal_lm
 
+    from ..models.limits import check_sequence_length
+
     if include_path is not None and not Path(include_path).is_dir():
         raise ConfigError("include_path", f"{include_path} is not a directory", "give a dir of lm-eval task YAMLs")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError("limit", f"must be a positive number of examples per task, got {limit!r}",
+                          "use e.g. --limit 100, or leave it out for every example")
+    check_sequence_length(model_path, block_size, "block_size")
+    if out is not None:
+        from ..io import check_output_path
+
+        check_output_path(out)
+    if out is not None and Path(out).is_dir():
+        raise ConfigError("out", f"{out} is a directory", "give the path of the eval.json to write")
+    if baseline is not None and not Path(baseline).exists() and str(baseline).count("/") != 1:
+        raise ConfigError("baseline", f"{baseline} does not exist", "give the full-precision model dir or a Hub id")
     if max_tokens is not None and max_tokens < block_size:
         raise ConfigError("max_tokens", f"{max_tokens} is fewer than one block of {block_size}",
                           f"use at least {block_size}")
+    base_cached = None
+    if baseline:  # a damaged cached evaluation is reported before minutes of evaluation, not after
+        cached = Path(baseline) / "eval.json"
+        base_cached = read_json(cached) if cached.is_file() else None
+        if base_cached is not None and not (isinstance(base_cached, dict) and "val_loss" in base_cached):
+            from ..errors import EnvironmentFailure
+
+            raise EnvironmentFailure(cached, "is not an eval.json (no val_loss)",
+                                     "delete it; it is rewritten by evaluating the baseline")
     model, tok = load_causal_lm(model_path)
     if tok is None:
         raise ConfigError("model", f"{model_path} has no tokenizer", "save the tokenizer with the model")
@@ -75,8 +98,7 @@ def run_eval(model_path: str, *, tasks=(), include_path=None, limit=None, baseli
                                                       block_size=block_size)}
     res["degradation"] = None
     if baseline:
-        cached = Path(baseline) / "eval.json"
-        base = read_json(cached) if cached.is_file() else None
+        base = base_cached
         if base is None or not set(tasks) <= set(base.get("tasks", {})):
             base = run_eval(baseline, tasks=tasks, include_path=include_path, limit=limit, dataset=dataset,
                             max_tokens=max_tokens, block_size=block_size)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..io import read_json
-from .cards import dataset_card, model_card, scaling_section
+from .cards import checkpoint_card, dataset_card, full_precision_card, qat_card, scaling_section
 from .schema import arrow_schema, merge_results, normalize_results
 from .sources import Source, find_parent_run, model_files, read_record, scrub_record
 
@@ -66,9 +66,14 @@ def build_model_bundle(source: Source, repo_id: str, *, license: str = "apache-2
         bundle.files["parent_run.json"] = _json_bytes(scrub_record({k: v for k, v in run.items()
                                                                     if k != "log_history"}))
     has_tok = any(n.startswith("tokenizer") for n in files)
-    card = model_card(repo_id=repo_id, kind=source.kind, config=config, run=run, quant=quant, eval_json=eval_json,
-                      has_tokenizer=has_tok, license=license,
-                      extra_versions={"huggingface_hub (publish)": metadata.version("huggingface_hub")})
+    common = dict(repo_id=repo_id, config=config, eval_json=eval_json, has_tokenizer=has_tok, license=license,
+                  extra_versions={"huggingface_hub (publish)": metadata.version("huggingface_hub")})
+    if source.kind == "checkpoint":
+        card = checkpoint_card(run=run, quant=quant or {}, **common)
+    elif run and run.get("qat"):
+        card = qat_card(run=run, **common)
+    else:
+        card = full_precision_card(run=run, **common)
     bundle.files["README.md"] = str(card).encode()
     bundle.summary = f"{source.kind} {source.path.name}: {len(bundle.files)} files"
     return bundle
@@ -103,12 +108,12 @@ def results_to_parquet(df) -> bytes:
 
 
 def build_study_bundle(source: Source, repo_id: str, *, existing=None, existing_fits: dict | None = None,
-                       license: str = "apache-2.0") -> Bundle:
+                       existing_plots: dict | None = None, license: str = "apache-2.0") -> Bundle:
     """A study: results merged into ``existing`` rows by run_id, fits, report and the dataset card.
 
     ``existing`` is the results DataFrame already in the repo (None for a new repo);
     ``existing_fits`` the fit JSONs of other studies already there (``{path_in_repo: dict}``),
-    so the card keeps describing them.
+    so the card keeps describing them, and ``existing_plots`` their plots there (``{fit path: [png path]}``).
     """
     import pandas as pd
 
@@ -125,8 +130,9 @@ def build_study_bundle(source: Source, repo_id: str, *, existing=None, existing_
     prefix = study_prefix(name)
     bundle = Bundle(repo_id=repo_id, repo_type="dataset")
     bundle.files[RESULTS_PATH] = results_to_parquet(merged)
-    fits, plots = dict(existing_fits or {}), {}
-    fits = {k: v for k, v in fits.items() if not k.startswith(prefix + "/")}
+    # Other studies' fits (and their plots) already in the repo stay on the card; this study's are replaced.
+    fits = {k: v for k, v in (existing_fits or {}).items() if not k.startswith(prefix + "/")}
+    plots = {k: list(v) for k, v in (existing_plots or {}).items() if k in fits}
     fits_dir = source.path / "fits"
     if fits_dir.is_dir():
         for f in sorted(fits_dir.iterdir()):
@@ -140,6 +146,9 @@ def build_study_bundle(source: Source, repo_id: str, *, existing=None, existing_
     if (source.path / "report.md").is_file():
         report = f"{prefix}/report.md"
         bundle.files[report] = source.path / "report.md"
+        # The report's figures sit beside it (loss curves, degradation bars): without them its images break.
+        for png in sorted(source.path.glob("*.png")):
+            bundle.files[f"{prefix}/{png.name}"] = png
     section = scaling_section(fits, plots)
     card = dataset_card(repo_id=repo_id, df=merged, data_path=RESULTS_PATH, scaling=section,
                         report_file=report, license=license)

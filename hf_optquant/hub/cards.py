@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..resources import resource_text
 
 __all__ = ["PAPER_RHO", "PAPER_ARXIV", "CITATION", "fmt", "eval_results_from",
-           "model_card", "dataset_card", "scaling_section", "load_snippet"]
+           "full_precision_card", "qat_card", "checkpoint_card", "dataset_card", "scaling_section", "load_snippet"]
 
 PAPER_ARXIV = "2509.23500"
 # Fitted rho for 4-bit QAT in the paper (section 7 of docs/PAPER.md), shown beside ours.
@@ -135,99 +135,121 @@ def _render(template: str, card_cls, card_data, **ctx):
     return card_cls.from_template(card_data, template_str=resource_text("hub_cards", template), **ctx)
 
 
-def model_card(*, repo_id: str, kind: str, config: dict, run: dict | None, quant: dict | None,
-               eval_json: dict | None, has_tokenizer: bool, license: str = "apache-2.0",
-               base_model: str | None = None, extra_versions: dict | None = None):
-    """The model card of a run (``kind="run"``) or quantized checkpoint (``kind="checkpoint"``).
+def _training_rows(run: dict) -> dict | None:
+    if not run:
+        return None
+    cfg = run.get("config") or {}
+    cl = run.get("common_loss") or {}
+    n_params, tokens = run.get("n_params"), run.get("tokens_seen")
+    hparams = dict(run.get("optimizer_hparams") or run.get("optimizer_kwargs") or {})
+    return {
+        "optimizer": fmt(run.get("optimizer")), "learning_rate": fmt(run.get("learning_rate", cfg.get("learning_rate"))),
+        "dataset": fmt(run.get("dataset", cfg.get("dataset"))), "tokens": fmt(tokens),
+        "tokens_per_param": fmt(tokens / n_params, 3) if tokens and n_params else NOT_RECORDED,
+        "steps": fmt(run.get("global_step")), "final_train_loss": fmt(run.get("final_train_loss")),
+        "final_eval_loss": fmt(run.get("final_eval_loss")), "wall_time": _duration(run.get("wall_time_s")),
+        "common_loss": (f"validation loss {fmt(cl.get('eval_loss'))} (threshold {fmt(cl.get('threshold'))}) "
+                        f"at step {fmt(cl.get('step'))}" if cl else "none (final weights)"),
+        "hparams": _kv(hparams) or [("(preset defaults)", "see hf_optquant.optim presets")],
+    }
 
-    ``run`` is the training record (the checkpoint's parent run for a PTQ checkpoint),
-    ``quant`` the ``quantization_record.json``.
-    """
+
+def _model_card(*, repo_id: str, config: dict, run: dict | None, eval_json: dict | None, has_tokenizer: bool,
+                license: str, base_model: str | None, versions: dict, tags: list[str], title: str, summary: str,
+                precision: str, qat: dict | None = None, quant: dict | None = None, degradation_missing: str):
+    """What every model card shares: metadata, architecture, training, evaluation, degradation, versions."""
     from huggingface_hub import ModelCard, ModelCardData
 
     run = run or {}
-    qat = run.get("qat") if kind == "run" else None
     optimizer = run.get("optimizer")
-    tags = ["hf-optquant", "optimizers-under-quantization", f"arxiv:{PAPER_ARXIV}"]
-    if optimizer:
-        tags.append(str(optimizer))
-    if kind == "checkpoint" and quant:
-        a = quant.get("a_bits")
-        tags += ["quantized", "compressed-tensors", str(quant.get("method", "ptq")),
-                 f"w{quant.get('w_bits')}a{a if a else 16}"]
-        precision = (f"{quant.get('method', 'ptq').upper()} W{quant.get('w_bits')}A{a if a else 16}, "
-                     f"{quant.get('granularity', 'row')} weight scales (compressed-tensors)")
-        title = f"{optimizer or 'model'}-trained {quant.get('method', 'quantized')} W{quant.get('w_bits')}A" \
-                f"{a if a else 16} checkpoint"
-        summary = (f"A {run.get('model_size') or 'causal'} language model trained with "
-                   f"{optimizer or 'an unrecorded optimizer'} and quantized after training with "
-                   f"{quant.get('method', 'an unrecorded method')} (W{quant.get('w_bits')}A{a if a else 16}).")
-    elif qat:
-        a = qat.get("a_bits")
-        tags += ["qat", str(qat.get("quantizer", "qat")), f"w{qat.get('w_bits')}a{a if a else 16}"]
-        precision = (f"trained with QAT ({qat.get('quantizer', 'qat')} W{qat.get('w_bits')}A{a if a else 16}); "
-                     "weights stored unquantized")
-        title = f"{optimizer}-trained QAT model"
-        summary = (f"A {run.get('model_size') or 'causal'} language model trained from scratch with "
-                   f"{optimizer} under quantization-aware training.")
-    else:
-        tags.append("full-precision")
-        precision = "full precision"
-        title = f"{optimizer}-trained full-precision model"
-        summary = f"A {run.get('model_size') or 'causal'} language model trained in full precision with {optimizer}."
-    eval_results = eval_results_from(eval_json)
+    tags = ["hf-optquant", "optimizers-under-quantization", f"arxiv:{PAPER_ARXIV}",
+            *([str(optimizer)] if optimizer else []), *tags]
     card_data = ModelCardData(language="en", license=license, library_name="transformers",
                               pipeline_tag="text-generation", tags=tags, base_model=base_model,
-                              model_name=repo_id.split("/")[-1], eval_results=eval_results or None)
-    n_params = run.get("n_params")
-    tokens = run.get("tokens_seen")
-    cfg = run.get("config") or {}
-    cl = run.get("common_loss") or {}
-    training = None
-    if run:
-        hparams = dict(run.get("optimizer_hparams") or run.get("optimizer_kwargs") or {})
-        training = {
-            "optimizer": fmt(optimizer), "learning_rate": fmt(run.get("learning_rate", cfg.get("learning_rate"))),
-            "dataset": fmt(run.get("dataset", cfg.get("dataset"))), "tokens": fmt(tokens),
-            "tokens_per_param": fmt(tokens / n_params, 3) if tokens and n_params else NOT_RECORDED,
-            "steps": fmt(run.get("global_step")), "final_train_loss": fmt(run.get("final_train_loss")),
-            "final_eval_loss": fmt(run.get("final_eval_loss")), "wall_time": _duration(run.get("wall_time_s")),
-            "common_loss": (f"validation loss {fmt(cl.get('eval_loss'))} (threshold {fmt(cl.get('threshold'))}) "
-                            f"at step {fmt(cl.get('step'))}" if cl else "none (final weights)"),
-            "hparams": _kv(hparams) or [("(preset defaults)", "see hf_optquant.optim presets")],
-        }
-    versions = dict(run.get("versions") or {})
-    if quant:
-        for k in ("hf_optquant_version", "compressed_tensors_version"):
-            if quant.get(k):
-                versions[k.removesuffix("_version").replace("_", "-")] = quant[k]
-    versions.update(extra_versions or {})
+                              model_name=repo_id.split("/")[-1], eval_results=eval_results_from(eval_json) or None)
     deg = (eval_json or {}).get("degradation")
     ctx = dict(
-        title=title, summary=summary, precision=precision, needs_compressed_tensors=kind == "checkpoint",
+        title=title, summary=summary, precision=precision, needs_compressed_tensors=quant is not None,
         load_snippet=load_snippet(repo_id, with_tokenizer=has_tokenizer),
         arch={"model_type": fmt(config.get("model_type")), "layers": fmt(config.get("num_hidden_layers")),
               "hidden": fmt(config.get("hidden_size")), "heads": fmt(config.get("num_attention_heads")),
-              "vocab": fmt(config.get("vocab_size")), "size": fmt(run.get("model_size")), "n_params": fmt(n_params),
-              "n_params_non_embedding": fmt(run.get("n_params_non_embedding"))},
-        training=training,
+              "vocab": fmt(config.get("vocab_size")), "size": fmt(run.get("model_size")),
+              "n_params": fmt(run.get("n_params")), "n_params_non_embedding": fmt(run.get("n_params_non_embedding"))},
+        training=_training_rows(run),
         training_missing="No training record (`run.json`) was found for this model, so its optimizer and "
                          "budget are not stated here.",
         qat=_kv(qat) if qat else None,
-        ptq=_kv({k: v for k, v in (quant or {}).items() if k != "quantized_modules"}) if quant else None,
+        ptq=_kv({k: v for k, v in quant.items() if k != "quantized_modules"}) if quant else None,
         eval_rows=_eval_rows(eval_json),
         eval_missing="This model was published without an `eval.json`; run `hf-optquant eval` on it and "
                      "publish again to add its results.",
         degradation_rows=_degradation_rows(deg),
         parent=(deg or {}).get("baseline") or NOT_RECORDED,  # records come scrubbed of local paths
-        degradation_missing=("This is the full-precision model, so there is no parent to compare with."
-                             if kind == "run" and not qat else
-                             "No comparison with the full-precision parent was recorded (run `hf-optquant eval "
-                             "--baseline PARENT` and publish again)."),
+        degradation_missing=degradation_missing,
         versions=sorted((str(k), str(v)) for k, v in versions.items()) or [("hf_optquant", NOT_RECORDED)],
         citation=CITATION,
     )
     return _render("model_card.md", ModelCard, card_data, **ctx)
+
+
+_NO_PARENT_RECORDED = ("No comparison with the full-precision parent was recorded (run `hf-optquant eval "
+                       "--baseline PARENT` and publish again).")
+
+
+def full_precision_card(*, repo_id: str, config: dict, run: dict | None, eval_json: dict | None,
+                        has_tokenizer: bool, license: str = "apache-2.0", base_model: str | None = None,
+                        extra_versions: dict | None = None):
+    """The card of a run trained in full precision (``run`` is its ``run.json``)."""
+    run = run or {}
+    optimizer = run.get("optimizer")
+    return _model_card(
+        repo_id=repo_id, config=config, run=run, eval_json=eval_json, has_tokenizer=has_tokenizer, license=license,
+        base_model=base_model, versions={**(run.get("versions") or {}), **(extra_versions or {})},
+        tags=["full-precision"], title=f"{optimizer}-trained full-precision model", precision="full precision",
+        summary=f"A {run.get('model_size') or 'causal'} language model trained in full precision with {optimizer}.",
+        degradation_missing="This is the full-precision model, so there is no parent to compare with.")
+
+
+def qat_card(*, repo_id: str, config: dict, run: dict, eval_json: dict | None, has_tokenizer: bool,
+             license: str = "apache-2.0", base_model: str | None = None, extra_versions: dict | None = None):
+    """The card of a run trained with quantization-aware training (``run["qat"]`` is its QAT block)."""
+    qat, optimizer = run["qat"], run.get("optimizer")
+    a = qat.get("a_bits")
+    return _model_card(
+        repo_id=repo_id, config=config, run=run, eval_json=eval_json, has_tokenizer=has_tokenizer, license=license,
+        base_model=base_model, versions={**(run.get("versions") or {}), **(extra_versions or {})},
+        tags=["qat", str(qat.get("quantizer", "qat")), f"w{qat.get('w_bits')}a{a if a else 16}"],
+        title=f"{optimizer}-trained QAT model", qat=qat,
+        precision=(f"trained with QAT ({qat.get('quantizer', 'qat')} W{qat.get('w_bits')}A{a if a else 16}); "
+                   "weights stored unquantized"),
+        summary=(f"A {run.get('model_size') or 'causal'} language model trained from scratch with {optimizer} "
+                 "under quantization-aware training."),
+        degradation_missing=_NO_PARENT_RECORDED)
+
+
+def checkpoint_card(*, repo_id: str, config: dict, run: dict | None, quant: dict, eval_json: dict | None,
+                    has_tokenizer: bool, license: str = "apache-2.0", base_model: str | None = None,
+                    extra_versions: dict | None = None):
+    """The card of a quantized compressed-tensors checkpoint: ``quant`` is its ``quantization_record.json``,
+    ``run`` the training record of the run it was quantized from (None if not found)."""
+    run = run or {}
+    optimizer = run.get("optimizer")
+    a, w, method = quant.get("a_bits"), quant.get("w_bits"), quant.get("method")
+    versions = dict(run.get("versions") or {})
+    for k in ("hf_optquant_version", "compressed_tensors_version"):
+        if quant.get(k):
+            versions[k.removesuffix("_version").replace("_", "-")] = quant[k]
+    return _model_card(
+        repo_id=repo_id, config=config, run=run, eval_json=eval_json, has_tokenizer=has_tokenizer, license=license,
+        base_model=base_model, versions={**versions, **(extra_versions or {})}, quant=quant,
+        tags=["quantized", "compressed-tensors", str(method or "ptq"), f"w{w}a{a if a else 16}"],
+        title=f"{optimizer or 'model'}-trained {method or 'quantized'} W{w}A{a if a else 16} checkpoint",
+        precision=(f"{(method or 'ptq').upper()} W{w}A{a if a else 16}, {quant.get('granularity', 'row')} weight "
+                   "scales (compressed-tensors)"),
+        summary=(f"A {run.get('model_size') or 'causal'} language model trained with "
+                 f"{optimizer or 'an unrecorded optimizer'} and quantized after training with "
+                 f"{method or 'an unrecorded method'} (W{w}A{a if a else 16})."),
+        degradation_missing=_NO_PARENT_RECORDED)
 
 
 def _interval(ci) -> str:

@@ -1,7 +1,8 @@
-"""Hub failures as one clear line (a :class:`ConfigError`), with the token never in it."""
+"""Hub failures as one clear line, with the token never in it: a :class:`ConfigError` (exit 2) when the input is
+wrong (token, repo id, endpoint URL), an :class:`EnvironmentFailure` (exit 3) when the network or server failed."""
 from __future__ import annotations
 
-from ..errors import ConfigError
+from ..errors import ConfigError, EnvironmentFailure
 
 __all__ = ["hub_error"]
 
@@ -11,17 +12,17 @@ def _clean(text: str, token: str | None) -> str:
     return line.replace(token, "<token>") if token else line
 
 
-def hub_error(exc: BaseException, *, endpoint: str, repo_id: str, token: str | None = None) -> ConfigError | None:
-    """The ConfigError for a known Hub/network failure, or None (the caller re-raises ``exc``)."""
+def hub_error(exc: BaseException, *, endpoint: str, repo_id: str, token: str | None = None) -> ConfigError | EnvironmentFailure | None:
+    """The ConfigError/EnvironmentFailure for a known Hub/network failure, or None (the caller re-raises ``exc``)."""
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     if isinstance(exc, OfflineModeIsEnabled):
         return ConfigError("HF_HUB_OFFLINE", "offline mode is on, so nothing can be published",
                            "unset HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE) to publish")
-    if isinstance(exc, (httpx2.ConnectError, httpx2.TimeoutException)):
-        return ConfigError("endpoint", f"cannot reach {endpoint} ({type(exc).__name__})",
-                           "check --endpoint / HF_ENDPOINT and your network; nothing was committed")
+    if isinstance(exc, (httpx2.ConnectError, httpx2.TimeoutException)):  # the network, not the input: exit 3
+        return EnvironmentFailure(endpoint, f"cannot reach the endpoint ({type(exc).__name__})",
+                                  "check --endpoint / HF_ENDPOINT and your network; nothing was committed")
     if isinstance(exc, HfHubHTTPError) and exc.response is not None:
         status = exc.response.status_code
         server = exc.response.headers.get("X-Error-Message") or exc.response.reason_phrase or ""
@@ -39,8 +40,8 @@ def hub_error(exc: BaseException, *, endpoint: str, repo_id: str, token: str | N
         if status == 412:
             return ConfigError("repo_id", f"{said}: {repo_id} changed while publishing",
                                "run the same publish again (it merges the new rows)")
-        if status >= 500:
-            return ConfigError("endpoint", f"{said}: server error; nothing was committed", "retry later")
+        if status >= 500:  # the server failed, not the input: exit 3
+            return EnvironmentFailure(endpoint, f"{said}: server error; nothing was committed", "retry later")
         return ConfigError("endpoint", said, "check the repo id and the files being published")
     text = str(exc)
     # An upload wrapper (LFS, or Xet's ConnectionError): report the HTTP/network failure inside it if any.

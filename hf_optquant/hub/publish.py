@@ -54,6 +54,10 @@ class PublishConfig:
             raise ConfigError("endpoint", f"{self.endpoint!r} is not an http(s) URL", "e.g. https://huggingface.co")
         if self.endpoint:
             self.endpoint = self.endpoint.rstrip("/")
+        if self.dry_run is not None:
+            from ..io import check_output_path
+
+            check_output_path(self.dry_run, "dry_run")
         if self.dry_run is not None and Path(self.dry_run).exists():
             raise ConfigError("dry_run", f"{self.dry_run} already exists", "give a new folder for the dry run")
 
@@ -89,7 +93,8 @@ def _check_no_secret(bundle: Bundle, token: str | None) -> None:
 
 
 def _existing_study_files(api, repo_id: str, endpoint: str | None):
-    """(results DataFrame | None, {path: fit dict}, head sha | None) already in the results repo."""
+    """(results DataFrame | None, {path: fit dict}, {fit path: [plot path]}, head sha | None) already in
+    the results repo."""
     import json
 
     import pandas as pd
@@ -98,9 +103,9 @@ def _existing_study_files(api, repo_id: str, endpoint: str | None):
     try:
         info = api.dataset_info(repo_id)
     except RepositoryNotFoundError:
-        return None, {}, None
+        return None, {}, {}, None
     names = {s.rfilename for s in info.siblings or []}
-    existing, fits = None, {}
+    existing, fits, plots = None, {}, {}
     if RESULTS_PATH in names:
         path = api.hf_hub_download(repo_id, RESULTS_PATH, repo_type="dataset", revision=info.sha)
         existing = pd.read_parquet(path)
@@ -108,15 +113,19 @@ def _existing_study_files(api, repo_id: str, endpoint: str | None):
         if name.startswith("studies/") and "/fits/" in name and name.endswith(".json"):
             path = api.hf_hub_download(repo_id, name, repo_type="dataset", revision=info.sha)
             fits[name] = json.loads(Path(path).read_text())
-    return existing, fits, info.sha
+            if name.removesuffix(".json") + ".png" in names:  # its plot, already in the repo
+                plots[name] = [name.removesuffix(".json") + ".png"]
+    return existing, fits, plots, info.sha
 
 
 def _build(cfg: PublishConfig, api=None) -> tuple[Bundle, str | None]:
     source = detect_source(cfg.path)
     if source.kind != "study":
         return build_model_bundle(source, cfg.repo_id, license=cfg.license), None
-    existing, fits, parent = (None, {}, None) if api is None else _existing_study_files(api, cfg.repo_id, cfg.endpoint)
-    return build_study_bundle(source, cfg.repo_id, existing=existing, existing_fits=fits, license=cfg.license), parent
+    existing, fits, plots, parent = (None, {}, {}, None) if api is None else \
+        _existing_study_files(api, cfg.repo_id, cfg.endpoint)
+    return build_study_bundle(source, cfg.repo_id, existing=existing, existing_fits=fits, existing_plots=plots,
+                              license=cfg.license), parent
 
 
 def publish(cfg: PublishConfig) -> PublishResult:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..errors import ConfigError
 
 __all__ = ["add_arguments", "run"]
 
@@ -23,6 +26,11 @@ def run(args) -> int:
     from .correlate import correlate_runs
     from .plots import plot_correlations
 
+    from ..io import check_output_path
+
+    check_output_path(args.out)
+    if Path(args.out).exists() and not args.overwrite:  # before reading the runs, not after
+        raise ConfigError("out", f"{args.out} already exists", "choose a new --out or pass --overwrite")
     res = correlate_runs(args.runs, target=args.target, n_boot=args.n_boot, seed=args.seed)
     with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
         atomic_write_json(tmp / "correlations.json", res)

@@ -219,6 +219,7 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the summary.
     ``outliers``: where MMR and kurtosis are measured (residual, the paper's; linear; both; none)."""
     from ..io import atomic_dir
+    from ..models.anatomy import conv1d_to_linear
     from ..ptq import PTQConfig, calibration_ids, load_causal_lm, quantize_model
     from .plots import plot_abc, plot_mmr
 
@@ -227,14 +228,26 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     _check_outliers(outliers)
     if Path(out_dir).exists() and not overwrite:
         raise ConfigError("out", f"{out_dir} already exists", "choose a new --out or pass --overwrite")
+    from ..io import check_output_path
+
+    check_output_path(out_dir)
     if not Path(str(model_dir)).exists() and str(model_dir).count("/") != 1:
         raise ConfigError("model", f"{model_dir} does not exist", "give a model dir or a Hub repo id")
     if blocks is None and (isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1):
         raise ConfigError("n_batches", f"must be a positive integer, got {n_batches!r}", "use --n-batches 4")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError("batch_size", f"must be a positive integer, got {batch_size!r}", "use --batch-size 4")
+    if norm not in NORMS:
+        raise ConfigError("norm", f"unknown norm reduction {norm!r}", f"use one of {', '.join(NORMS)}")
+    if blocks is None:
+        from ..models.limits import check_sequence_length
+
+        check_sequence_length(str(model_dir), seq_len, "seq_len")
     if modules not in MODULE_SETS:
         _check_modules_on_meta(str(model_dir), modules)
     model, tok = load_causal_lm(str(model_dir))
     model = model.float()
+    conv1d_to_linear(model)  # GPT-2: the float and quantized models then pair up layer by layer as nn.Linear
     if blocks is None:
         blocks = _eval_blocks(tok, dataset, split, n_batches, batch_size, seq_len)
     calib = calibration_ids(tok, "ptb", 32, seq_len) if method == "gptq" else None

@@ -61,9 +61,8 @@ def route_parameters(model: torch.nn.Module) -> dict[str, list[torch.nn.Paramete
 
 
 def transposed_weights(model: torch.nn.Module) -> set[int]:
-    """``id``s of the trainable weights stored as (in, out): transformers' ``Conv1D`` (GPT-2 family)."""
-    try:
-        from transformers.pytorch_utils import Conv1D
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        return set()
-    return {id(m.weight) for m in _unwrap(model).modules() if isinstance(m, Conv1D) and m.weight.requires_grad}
+    """``id``s of the trainable weights stored as (in, out): transformers' ``Conv1D`` (GPT-2 family),
+    also when QAT wrapped it (``QATLinear`` keeps the Conv1D's Parameter and layout)."""
+    from ..models.anatomy import weight_is_in_out
+
+    return {id(m.weight) for m in _unwrap(model).modules() if weight_is_in_out(m) and m.weight.requires_grad}

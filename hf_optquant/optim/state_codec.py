@@ -12,12 +12,10 @@ containers. The schema on top of that (ours):
   from the live optimizer, which was built from the run's own config; a description
   that does not match the live value is refused. So no param group ever holds an
   object that came from the file.
-- Per-parameter state of the six optimizers is tensors and plain data, except
-  pytorch_optimizer's ScalableShampoo, which keeps ``PreConditioner`` / ``*Graft`` objects.
-  Those are ``{"__hfoq_object__": "module:qualname", "attrs": {...}}`` and are rebuilt
-  only when the name is a key of :func:`_state_classes`, an explicit table of exact
-  classes (looked up in a dict, never imported by name; a subclass is not in it).
-  The table goes away with ScalableShampoo.
+- Per-parameter state is tensors and plain data only. ``{"__hfoq_object__": ...}`` /
+  ``{"__hfoq_enum__": ...}`` entries (an earlier version wrote them for ScalableShampoo) are
+  rebuilt only for an exact class of :func:`_state_classes` / :func:`_state_enums`, looked up
+  in a dict, never imported by name; both tables are empty, so every such entry is refused.
 
 Anything else that carries an ``__hfoq_`` tag, or a name outside the tables, is refused
 with one line (``ConfigError``) before the optimizer is touched.
@@ -25,7 +23,6 @@ with one line (``ConfigError``) before the optimizer is touched.
 from __future__ import annotations
 
 import enum
-import functools
 from typing import Any
 
 import torch
@@ -45,25 +42,18 @@ def _path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-@functools.cache
 def _state_classes() -> dict[str, type]:
-    """Exact classes allowed in per-parameter state (ScalableShampoo's), keyed by ``module:qualname``."""
-    try:
-        from pytorch_optimizer.optimizer.utils import graft, partition, preconditioner
-    except ImportError:  # a pytorch_optimizer without them: nothing to rebuild
-        return {}
-    classes = (preconditioner.PreConditioner, partition.BlockPartitioner, graft.SGDGraft, graft.SQRTNGraft,
-               graft.AdaGradGraft, graft.RMSPropGraft)
-    return {_path(c): c for c in classes}
+    """Exact classes allowed in per-parameter state, keyed by ``module:qualname``: none.
+
+    The six optimizers keep tensors and plain data only (our Shampoo replaced pytorch_optimizer's
+    ScalableShampoo, whose PreConditioner / Graft objects were the one exception). Kept as an
+    explicit, empty table so that adding a class is a visible, reviewed decision.
+    """
+    return {}
 
 
-@functools.cache
 def _state_enums() -> dict[str, type[enum.Enum]]:
-    try:
-        from pytorch_optimizer.optimizer.utils.partition import PreConditionerType
-    except ImportError:
-        return {}
-    return {_path(PreConditionerType): PreConditionerType}
+    return {}
 
 
 def _describe(value: Any) -> str:
@@ -157,6 +147,9 @@ def _decode(value: Any, where: str) -> Any:
 def _decode_group(saved: Any, live: dict, where: str) -> dict:
     if not isinstance(saved, dict):
         raise _refuse(where, "is not a dict")
+    params = saved.get("params")  # (under FSDP2 a rank's shard lists only the parameters it owns)
+    if not (isinstance(params, list) and all(type(i) is int for i in params)):
+        raise _refuse(f"{where}.params", "is not a list of parameter indices")
     out = {}
     for k, v in saved.items():
         here = f"{where}.{k}"

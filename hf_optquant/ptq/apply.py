@@ -11,9 +11,10 @@ import copy
 import torch
 
 from ..errors import ConfigError
+from ..models.anatomy import block_linears, conv1d_to_linear
 from ..quant import dequantize_rtn, quantize_rtn
 from .actquant import attach_activation_quant
-from .calibrate import decoder_blocks, sequential_quantize
+from .calibrate import sequential_quantize
 from .config import PTQConfig
 from .gptq import gptq_quantize
 
@@ -23,19 +24,14 @@ __all__ = ["target_linears", "quantize_model", "untie_lm_head"]
 def target_linears(model: torch.nn.Module, *, targets: tuple[str, ...] = (),
                    lm_head: bool = False) -> dict[str, torch.nn.Linear]:
     """The linears PTQ quantizes: those in the decoder blocks (optionally filtered by name
-    suffix), plus the output embedding if ``lm_head``."""
-    _, blocks = decoder_blocks(model)
-    in_blocks = {id(m) for b in blocks for m in b.modules()}
+    suffix), plus the output embedding if ``lm_head`` (``hf_optquant.models.anatomy``; Conv1D
+    layers must have been turned into nn.Linear first, as :func:`quantize_model` does)."""
     head = model.get_output_embeddings()
-    out = {}
-    for n, m in model.named_modules():
-        if not isinstance(m, torch.nn.Linear):
-            continue
-        if m is head:
-            if lm_head:
-                out[n] = m
-        elif id(m) in in_blocks and (not targets or n.split(".")[-1] in targets):
-            out[n] = m
+    out = {n: m for n, m in block_linears(model, lm_head=lm_head).items()
+           if m is head or not targets or n.split(".")[-1] in targets}
+    conv = [n for n, m in out.items() if not isinstance(m, torch.nn.Linear)]
+    if conv:
+        raise ConfigError("model", f"{conv[0]} is a transformers Conv1D", "call conv1d_to_linear(model) first")
     if not out:
         raise ConfigError("targets", f"no linear layer of the model matches {list(targets) or 'the decoder blocks'}",
                           "name suffixes of the model's linears, e.g. q_proj, or leave targets empty")
@@ -71,6 +67,7 @@ def quantize_model(model: torch.nn.Module, cfg: PTQConfig, *, calibration: torch
                           "pass --calibration ptb (or a text file) with --n-calibration > 0")
     qmodel = model if inplace else copy.deepcopy(model)
     qmodel.eval()
+    conv1d_to_linear(qmodel)  # GPT-2: the RTN/GPTQ math works on (out, in) nn.Linear weights
     if cfg.lm_head:
         untie_lm_head(qmodel)
     targets = target_linears(qmodel, targets=cfg.targets, lm_head=cfg.lm_head)

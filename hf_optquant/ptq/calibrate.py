@@ -13,33 +13,12 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError
+from ..models.anatomy import FINAL_NORM_PATHS, decoder_blocks
 from .actquant import attach_activation_quant
 from .gptq import hessian_update
 
 __all__ = ["FINAL_NORM_PATHS", "decoder_blocks", "capture_block_inputs", "hidden_of", "with_hidden", "collect_hessians",
            "sequential_quantize"]
-
-# Where common HF causal LMs keep their decoder blocks.
-_BLOCK_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "transformer.blocks")
-# The norm between the last block and the LM head, for the same families (MPT: norm_f, Phi: final_layernorm).
-FINAL_NORM_PATHS = ("model.norm", "model.decoder.final_layer_norm", "transformer.ln_f", "gpt_neox.final_layer_norm",
-                    "transformer.norm_f", "model.final_layernorm")
-
-def decoder_blocks(model: torch.nn.Module) -> tuple[str, list[torch.nn.Module]]:
-    """``(path, blocks)`` of the model's decoder blocks."""
-    for path in _BLOCK_PATHS:
-        obj = model
-        try:
-            for part in path.split("."):
-                obj = getattr(obj, part)
-        except AttributeError:
-            continue
-        if isinstance(obj, torch.nn.ModuleList) and len(obj):
-            return path, list(obj)
-    raise ConfigError("model", "cannot find the decoder blocks (model.layers, transformer.h, ...)",
-                      "use a Llama/OLMo/Qwen/Mistral/GPT-2/NeoX-style causal LM")
-
 
 class _Captured(Exception):
     """Raised by the capture hook to stop the forward once block 0's input is recorded."""

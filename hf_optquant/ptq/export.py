@@ -26,7 +26,14 @@ import torch
 
 from ..errors import ConfigError
 from ..io import atomic_dir, atomic_write_json
-from ..quant import Granularity, dequantize_rtn, parse_granularity, qrange, validate_bits
+from ..models.linearize import gpt2_as_bigcode, needs_linearizing, permute_qweights
+from ..quant import (
+    Granularity,
+    dequantize_rtn,
+    parse_granularity,
+    qrange,
+    validate_bits,
+)
 from .apply import untie_lm_head
 
 __all__ = ["save_compressed_checkpoint", "quantization_scheme", "storage_format"]
@@ -34,22 +41,30 @@ __all__ = ["save_compressed_checkpoint", "quantization_scheme", "storage_format"
 logger = logging.getLogger(__name__)
 
 
-def storage_format(w_bits: int, a_bits: int | None) -> str:
-    return "int-quantized" if (w_bits == 8 and a_bits == 8) else "pack-quantized"
+def storage_format(w_bits: int, a_bits: int | None, zero_point: float = 0.0, packable: bool = True) -> str:
+    # A float zero point cannot be packed into int32 words: midrise grids keep one int8 per code.
+    # packable=False: GPTBigCode's weight init reads ``c_proj.weight``, which packed layers do not have.
+    if (w_bits == 8 and a_bits == 8) or zero_point != 0.0 or not packable:
+        return "int-quantized"
+    return "pack-quantized"
 
 
-def quantization_scheme(w_bits: int, a_bits: int | None, gran: Granularity, targets: list[str]):
-    """The compressed-tensors scheme for our RTN grid: symmetric int, zero-point 0."""
+def quantization_scheme(w_bits: int, a_bits: int | None, gran: Granularity, targets: list[str],
+                        zero_point: float = 0.0, packable: bool = True):
+    """The compressed-tensors scheme for our RTN grid: symmetric int, zero-point 0. A non-zero
+    ``zero_point`` (QuEST's midrise grid: -1/2) makes it asymmetric with float zero points."""
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 
     strategy = {"row": "channel", "group": "group", "tensor": "tensor"}[gran.kind]
-    weights = QuantizationArgs(num_bits=w_bits, type="int", symmetric=True, strategy=strategy,
-                               group_size=gran.group_size if gran.kind == "group" else None)
+    zp = {} if zero_point == 0.0 else {"symmetric": False, "zp_dtype": torch.float32}
+    weights = QuantizationArgs(num_bits=w_bits, type="int", strategy=strategy,
+                               group_size=gran.group_size if gran.kind == "group" else None,
+                               **({"symmetric": True} | zp))
     acts = None
     if a_bits is not None:
         acts = QuantizationArgs(num_bits=a_bits, type="int", symmetric=True, strategy="token", dynamic=True)
     return QuantizationScheme(targets=targets, weights=weights, input_activations=acts,
-                              format=storage_format(w_bits, a_bits))
+                              format=storage_format(w_bits, a_bits, zero_point, packable))
 
 
 def _check_qweights(modules: dict, qweights: dict, w_bits: int, gran: Granularity) -> None:
@@ -74,15 +89,23 @@ def _check_qweights(modules: dict, qweights: dict, w_bits: int, gran: Granularit
 
 def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torch.Tensor, torch.Tensor]],
                                w_bits: int, a_bits: int | None, granularity: "Granularity | str",
-                               tokenizer=None, record: dict, overwrite: bool = False) -> Path:
+                               tokenizer=None, record: dict, overwrite: bool = False,
+                               zero_point: float = 0.0, transform_config=None) -> Path:
     """Save ``model`` with the linears in ``qweights`` (name -> (codes, scales)) quantized.
+
+    Weights dequantize as ``(codes - zero_point) * scale`` (``zero_point=-0.5``: QuEST's midrise
+    levels). ``transform_config`` (compressed-tensors ``TransformConfig``) is written to
+    ``config.json`` as is; rotations it declares as fused must already be in the weights.
 
     ``model`` is not modified (its other weights are saved as they are). ``record`` is written
     to ``quantization_record.json`` with the scheme added; never put calibration text in it.
     The directory appears whole or not at all (an existing ``out_dir`` needs ``overwrite``).
     """
     from compressed_tensors.compressors import ModelCompressor
-    from compressed_tensors.quantization import QuantizationConfig, apply_quantization_config
+    from compressed_tensors.quantization import (
+        QuantizationConfig,
+        apply_quantization_config,
+    )
 
     gran = parse_granularity(granularity)
     validate_bits(w_bits, "w_bits")
@@ -94,6 +117,12 @@ def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torc
     m = copy.deepcopy(model).cpu()
     for mod in m.modules():  # activation fake-quant hooks are hf_optquant's, not the checkpoint's
         mod._forward_pre_hooks.clear()
+    linearized = None
+    if needs_linearizing(m):  # compressed-tensors quantizes nn.Linear only: GPT-2 goes as GPTBigCode
+        n_embd, n_head = m.config.n_embd, m.config.n_head
+        m = gpt2_as_bigcode(m)
+        qweights = permute_qweights(qweights, n_embd, n_head)
+        linearized = "gpt2 -> gpt_bigcode (multi_query=false), c_attn rows reordered per head"
     modules = dict(m.named_modules())
     _check_qweights(modules, qweights, w_bits, gran)
     head_quantized = any(modules[n] is m.get_output_embeddings() for n in qweights)
@@ -102,8 +131,9 @@ def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torc
     for name, (q, s) in qweights.items():
         w = modules[name].weight
         rows = 1 if gran.kind == "tensor" else w.shape[0]  # _check_qweights allows any shape of the right size
-        w.data = dequantize_rtn(q.float(), s.float().reshape(rows, -1), gran).to(w.dtype)
-    scheme = quantization_scheme(w_bits, a_bits, gran, targets=sorted(qweights))
+        w.data = dequantize_rtn(q.float() - zero_point, s.float().reshape(rows, -1), gran).to(w.dtype)
+    scheme = quantization_scheme(w_bits, a_bits, gran, targets=sorted(qweights), zero_point=zero_point,
+                                 packable=linearized is None)
     ignore = [n for n, mod in modules.items() if isinstance(mod, torch.nn.Linear) and n not in qweights]
     qcfg = QuantizationConfig(config_groups={"group_0": scheme}, ignore=ignore, quantization_status="frozen")
     apply_quantization_config(m, qcfg)
@@ -111,14 +141,17 @@ def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torc
         mod = modules[name]
         # Our scales, not an observer's: the stored codes are then exactly ours.
         mod.weight_scale.data = s.reshape(mod.weight_scale.shape).to(mod.weight_scale.dtype)
-        mod.weight_zero_point.data.zero_()
+        mod.weight_zero_point.data.fill_(zero_point)
+    if transform_config is not None:
+        m.transform_config = transform_config  # ModelCompressor writes it into config.json
     compressor = ModelCompressor.from_pretrained_model(m)
     compressor.compress_model(m)
     rec = dict(record)
     rec.update({"w_bits": w_bits, "a_bits": a_bits, "granularity": str(gran), "format": "compressed-tensors",
-                "storage_format": storage_format(w_bits, a_bits),
+                "storage_format": storage_format(w_bits, a_bits, zero_point, linearized is None),
                 "compressed_tensors_version": metadata.version("compressed-tensors"),
-                "quantized_modules": sorted(qweights), "lm_head_quantized": head_quantized})
+                "quantized_modules": sorted(qweights), "lm_head_quantized": head_quantized,
+                "architecture_conversion": linearized})
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         m.save_pretrained(tmp)
         compressor.update_config(str(tmp))

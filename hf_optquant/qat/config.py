@@ -11,11 +11,15 @@ from ..errors import ConfigError
 from ..quant import Granularity, parse_granularity, validate_bits
 from .hadamard import is_power_of_two
 
-__all__ = ["QATConfig", "DEFAULT_TARGETS", "QUANTIZERS", "pattern_matches"]
+__all__ = ["QATConfig", "DEFAULT_TARGETS", "AUTO_TARGET", "LLAMA_TARGETS", "QUANTIZERS", "pattern_matches"]
 
 QUANTIZERS = ("quest", "rtn")
 # The paper's QAT layers: q, k, v, o, both MLP matrices (gated MLPs: gate and up) and the LM head.
-DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head")
+# ``auto`` finds them on any architecture (OPT, GPT-2, GPT-NeoX, Phi, ...): every linear in the
+# decoder blocks plus the LM head; on Llama/OLMo-style models it is exactly the list below.
+AUTO_TARGET = "auto"
+DEFAULT_TARGETS = (AUTO_TARGET,)
+LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head")
 
 
 def pattern_matches(pattern: str, name: str) -> bool:
@@ -44,7 +48,8 @@ class QATConfig:
     hadamard_block: int = field(default=128, metadata={
         "help": "quest: size of the block-diagonal Hadamard along the input dim (power of two dividing in_features)."})
     targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS), metadata={
-        "help": "Module name patterns: a name suffix (q_proj), a dotted suffix (mlp.down_proj) or 're:REGEX'."})
+        "help": "auto (every linear in the decoder blocks plus the LM head, any architecture) and/or module name "
+                "patterns: a name suffix (q_proj), a dotted suffix (mlp.down_proj) or 're:REGEX'."})
     enabled: bool = field(default=True, metadata={"help": "Fake quantization on (false: the layers run in float)."})
 
     def __post_init__(self):
@@ -66,7 +71,7 @@ class QATConfig:
             self.targets = [self.targets]
         if not self.targets or not all(isinstance(t, str) and t.strip() for t in self.targets):
             raise ConfigError("qat.targets", "must be a non-empty list of module name patterns",
-                              "e.g. [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head]")
+                              "e.g. [auto] or [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head]")
         self.targets = list(self.targets)
         for t in self.targets:
             if t.startswith("re:"):
@@ -82,8 +87,8 @@ class QATConfig:
         return parse_granularity(self.granularity)
 
     def matches(self, name: str) -> bool:
-        """Does module ``name`` match one of the target patterns?"""
-        return any(pattern_matches(t, name) for t in self.targets)
+        """Does module ``name`` match one of the name patterns? (``auto`` needs the model: see find_targets.)"""
+        return any(pattern_matches(t, name) for t in self.targets if t != AUTO_TARGET)
 
     @classmethod
     def from_dict(cls, d: "dict[str, Any] | QATConfig") -> "QATConfig":

@@ -4,14 +4,15 @@
 compressed-tensors symmetric convention), and compressed-tensors applies the same dynamic
 per-token activation quantization at load time: the conversion is lossless.
 
-``quest`` QAT trains on a midrise grid in a Hadamard-rotated basis. transformers 5.23
-does not apply compressed-tensors transforms at load time (its ``CompressedTensorsConfig``
-has no ``transform_config`` and its quantizer only calls ``apply_quantization_config``), so
-plain ``from_pretrained`` cannot reproduce the rotated forward. The deployable form
-written here is the closest one plain transformers (and vLLM) run: QuEST's quantized
-weight rotated back to the original basis, ``Q(W H) H``, re-quantized on the shared
-integer grid per row/group, and per-token RTN activations without rotation. The relative
-weight change of that re-quantization is stored in ``quantization_record.json``.
+``quest`` QAT trains on a midrise grid in a Hadamard-rotated basis. The checkpoint keeps
+the rotation (``hf_optquant.qat.deploy``): weights stored exactly as QuEST quantized them
+in the rotated basis, the online Hadamard of the inputs in compressed-tensors'
+``transform_config``; ``load_quest(path)`` reproduces the QAT forward from it. transformers
+5.24 ignores ``transform_config`` (its quantizer only calls ``apply_quantization_config``),
+so plain ``from_pretrained`` of a QuEST checkpoint runs rotated weights on unrotated inputs.
+``convert_qat(..., quest_form="folded")`` writes the older rotation-free approximation
+(``Q(W H) H`` re-quantized on the shared grid, per-token RTN activations without rotation)
+for runtimes without transform support; it loses part of what QAT gained (docs/qat.md).
 """
 from __future__ import annotations
 
@@ -25,11 +26,14 @@ from torch import nn
 from ..errors import ConfigError
 from ..quant import dequantize_rtn, quantize_rtn
 from .config import QATConfig
+from .deploy import quest_transform_config, quest_weight_codes
 from .hadamard import block_hadamard
 from .numerics import quest_fake_quant
 from .prepare import qat_modules, strip_qat
 
-__all__ = ["convert_qat", "deployed_qweights", "quest_deployed_weight", "load_qat_run"]
+__all__ = ["convert_qat", "deployed_qweights", "quest_deployed_weight", "load_qat_run", "QUEST_FORMS"]
+
+QUEST_FORMS = ("rotated", "folded")
 
 
 def quest_deployed_weight(weight: torch.Tensor, bits: int, gran, block: int) -> torch.Tensor:
@@ -39,19 +43,25 @@ def quest_deployed_weight(weight: torch.Tensor, bits: int, gran, block: int) -> 
     return block_hadamard(q, block)
 
 
-def deployed_qweights(model: nn.Module) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, float]]:
-    """``{name: (codes, scales)}`` on the shared grid for every QAT layer, and, for quest, each
-    layer's relative Frobenius change ``|W_deploy - Q(WH)H| / |Q(WH)H|``."""
+def deployed_qweights(model: nn.Module, quest_form: str = "rotated"
+                      ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, float]]:
+    """``{name: (codes, scales)}`` for every QAT layer. quest ``rotated``: QuEST's own codes of
+    ``W H`` (dequantize as ``(codes + 1/2) * scale``); quest ``folded``: the shared grid in the
+    original basis, with each layer's relative change ``|W_deploy - Q(WH)H| / |Q(WH)H|``."""
     out, drift = {}, {}
     for name, m in qat_modules(model).items():
         if m.w_bits is None:
             continue
+        if m.quantizer == "quest" and quest_form == "rotated":
+            q, s = quest_weight_codes(m.weight_out_in, m.w_bits, m.gran, m.hadamard_block, m.hadamard)
+            out[name] = (q, s)
+            continue
         if m.quantizer == "quest":
-            eff = quest_deployed_weight(m.weight, m.w_bits, m.gran, m.hadamard_block)
+            eff = quest_deployed_weight(m.weight_out_in, m.w_bits, m.gran, m.hadamard_block)
             q, s = quantize_rtn(eff, m.w_bits, m.gran)
             drift[name] = float((dequantize_rtn(q, s, m.gran) - eff).norm() / eff.norm().clamp_min(1e-30))
         else:
-            q, s = quantize_rtn(m.weight.detach().float(), m.w_bits, m.gran)
+            q, s = quantize_rtn(m.weight_out_in.detach().float(), m.w_bits, m.gran)
         out[name] = (q.to(torch.int8), s.to(m.weight.dtype))
     return out, drift
 
@@ -67,11 +77,12 @@ def _qat_config(model: nn.Module) -> QATConfig:
 
 
 def convert_qat(model: nn.Module, out_dir, *, tokenizer=None, record: dict | None = None,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, quest_form: str = "rotated") -> Path:
     """Write the QAT-trained ``model`` as a compressed-tensors checkpoint at ``out_dir``.
 
-    peft models are merged first (on a copy). ``model`` itself is not modified. The
-    checkpoint reloads with plain ``AutoModelForCausalLM.from_pretrained``.
+    peft models are merged first (on a copy). ``model`` itself is not modified. rtn checkpoints
+    reload exactly with plain ``AutoModelForCausalLM.from_pretrained``; quest checkpoints
+    (``quest_form="rotated"``) with :func:`hf_optquant.qat.load_quest`.
     """
     from ..ptq.export import save_compressed_checkpoint
 
@@ -79,13 +90,16 @@ def convert_qat(model: nn.Module, out_dir, *, tokenizer=None, record: dict | Non
     if cfg.w_bits is None:
         raise ConfigError("qat.w_bits", "is none: a compressed-tensors checkpoint needs quantized weights",
                           "train with w_bits 2-8, or save the model with save_pretrained")
+    if quest_form not in QUEST_FORMS:
+        raise ConfigError("quest_form", f"unknown form {quest_form!r}", f"use one of {', '.join(QUEST_FORMS)}")
+    rotated = cfg.quantizer == "quest" and quest_form == "rotated"
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ConfigError("out", f"{out_dir} already exists", "choose a new output directory or pass overwrite=True")
     m = copy.deepcopy(model)
     if callable(getattr(m, "merge_and_unload", None)):  # peft: fold the adapters into the base weights
         m = m.merge_and_unload()
-    qweights, drift = deployed_qweights(m)
+    qweights, drift = deployed_qweights(m, quest_form)
     strip_qat(m)
     rec = {
         "method": f"{cfg.quantizer}-qat",
@@ -93,14 +107,22 @@ def convert_qat(model: nn.Module, out_dir, *, tokenizer=None, record: dict | Non
         "source_model": getattr(getattr(m, "config", None), "_name_or_path", None) or None,
         "hf_optquant_version": metadata.version("hf_optquant"),
         "qat": cfg.to_dict(),
-        "deployed_form": ("shared-grid weights in the original basis (Q(WH)H re-quantized), per-token RTN "
+        "deployed_form": ("exact QuEST in the rotated basis: weights Q(WH) stored, online block Hadamard of "
+                          "the inputs in transform_config, QuEST activations via hf_optquant.qat.load_quest" if rotated
+                          else "shared-grid weights in the original basis (Q(WH)H re-quantized), per-token RTN "
                           "activations without rotation" if cfg.quantizer == "quest" else "exact (same grid as training)"),
     }
+    if cfg.quantizer == "quest":
+        rec["quest_form"] = quest_form
     if drift:
         rec["quest_requantization_rel_error"] = {"mean": sum(drift.values()) / len(drift), "max": max(drift.values())}
     rec.update(record or {})
+    extra = {}
+    if rotated:
+        extra = {"zero_point": -0.5, "transform_config": quest_transform_config(sorted(qweights), cfg.hadamard_block)}
     return save_compressed_checkpoint(m, out_dir, qweights=qweights, w_bits=cfg.w_bits, a_bits=cfg.a_bits,
-                                      granularity=cfg.granularity, tokenizer=tokenizer, record=rec, overwrite=overwrite)
+                                      granularity=cfg.granularity, tokenizer=tokenizer, record=rec, overwrite=overwrite,
+                                      **extra)
 
 
 def load_qat_run(run_dir, **from_pretrained_kwargs) -> nn.Module:

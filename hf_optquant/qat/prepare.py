@@ -4,49 +4,68 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import ConfigError
-from .config import QATConfig, pattern_matches
+from ..models.anatomy import block_linears, in_out_features, is_linear_like
+from .config import AUTO_TARGET, QATConfig, pattern_matches
 from .layer import QATLinear
 
 __all__ = ["prepare_qat", "find_targets", "qat_modules", "set_qat_enabled", "strip_qat"]
 
 
-def _linear_of(module: nn.Module) -> tuple[str, nn.Linear] | None:
-    """The Linear a matched module stands for: itself, or a peft LoRA layer's frozen ``base_layer``."""
-    if isinstance(module, nn.Linear):
+def _linear_of(module: nn.Module) -> tuple[str, nn.Module] | None:
+    """The linear layer (nn.Linear or Conv1D) a matched module stands for: itself, or a peft LoRA
+    layer's frozen ``base_layer``."""
+    if is_linear_like(module):
         return "", module
     base = getattr(module, "base_layer", None)
-    if isinstance(base, nn.Linear):
+    if is_linear_like(base):
         return ".base_layer", base
     return None
 
 
-def find_targets(model: nn.Module, cfg: QATConfig) -> dict[str, nn.Linear]:
-    """``{module name: Linear}`` to quantize; every check happens here, before anything changes.
+def _auto_ids(model: nn.Module) -> set[int]:
+    """The paper's layer set on any architecture: every linear in the decoder blocks and the LM head."""
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model  # peft
+    return {id(m) for m in block_linears(base, lm_head=True).values()}
 
-    peft: a matched LoRA layer (``...q_proj``) stands for its ``base_layer``; the adapter
-    matrices ``lora_A``/``lora_B`` are never matched (they train in full precision).
+
+def find_targets(model: nn.Module, cfg: QATConfig) -> dict[str, nn.Module]:
+    """``{module name: linear layer}`` to quantize; every check happens here, before anything changes.
+
+    ``auto`` stands for every linear (nn.Linear or Conv1D) in the decoder blocks plus the LM head
+    (``hf_optquant.models.anatomy.block_linears``). peft: a matched LoRA layer (``...q_proj``)
+    stands for its ``base_layer``; the adapter matrices ``lora_A``/``lora_B`` are never matched
+    (they train in full precision).
     """
     if any(isinstance(m, QATLinear) for m in model.modules()):
         raise ConfigError("model", "is already prepared for QAT", "call prepare_qat once per model")
-    found: dict[str, nn.Linear] = {}
+    auto = _auto_ids(model) if AUTO_TARGET in cfg.targets else set()
+    found: dict[str, nn.Module] = {}
     hits = {t: 0 for t in cfg.targets}
     for name, module in model.named_modules():
-        if isinstance(module, QATLinear) or ".lora_" in f".{name}" or not cfg.matches(name):
+        if isinstance(module, QATLinear) or ".lora_" in f".{name}":
             continue
         got = _linear_of(module)
         if got is None:
             continue
         suffix, lin = got
+        by_name = [t for t in cfg.targets if t != AUTO_TARGET and pattern_matches(t, name)]
+        by_auto = id(lin) in auto and not suffix  # a LoRA wrapper's base_layer is visited on its own
+        if not by_name and not by_auto:
+            continue
         found[name + suffix] = lin
-        for t in cfg.targets:
-            hits[t] += pattern_matches(t, name)
+        for t in by_name:
+            hits[t] += 1
+        if by_auto:
+            hits[AUTO_TARGET] += 1
     for t, n in hits.items():
         if n == 0:
-            raise ConfigError("qat.targets", f"pattern {t!r} matches no linear layer of the model",
+            what = ("finds no linear layer in the model's decoder blocks" if t == AUTO_TARGET
+                    else "matches no linear layer (nn.Linear or Conv1D) of the model")
+            raise ConfigError("qat.targets", f"pattern {t!r} {what}",
                               "remove it, or use names from model.named_modules() (e.g. q_proj, mlp.down_proj, re:.*proj)")
     gran = cfg.gran
     for name, lin in found.items():
-        d = lin.in_features
+        d = in_out_features(lin)[0]
         if gran.kind == "group" and d % gran.group_size != 0:
             raise ConfigError("qat.granularity", f"group size {gran.group_size} does not divide in_features={d} of {name}",
                               "choose a group size that divides every targeted layer's in_features")
@@ -63,7 +82,7 @@ def _set_child(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def prepare_qat(model: nn.Module, cfg: "QATConfig | dict") -> nn.Module:
-    """Replace every targeted ``nn.Linear`` with a :class:`QATLinear` on the same Parameters.
+    """Replace every targeted ``nn.Linear``/``Conv1D`` with a :class:`QATLinear` on the same Parameters.
 
     Validates everything first (a bad pattern, group size or Hadamard block changes nothing),
     then swaps in place and returns ``model``. Tied embedding / LM head stay one Parameter.
@@ -88,7 +107,7 @@ def set_qat_enabled(model: nn.Module, enabled: bool) -> None:
 
 
 def strip_qat(model: nn.Module) -> nn.Module:
-    """Put plain ``nn.Linear`` layers back (same Parameters), in place."""
+    """Put the plain layers back (``nn.Linear`` or ``Conv1D``, same Parameters), in place."""
     for name, m in qat_modules(model).items():
         _set_child(model, name, m.to_linear())
     if hasattr(model, "hf_optquant_qat_config"):

@@ -46,6 +46,9 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".json":
         raise ConfigError("out", f"{out} is not a .json path", "e.g. --out fits/fit.json")
+    from ..io import check_output_path
+
+    check_output_path(out)
     settings = FitSettings(huber_delta=args.huber_delta, n_starts=args.n_starts or None, loo=not args.no_loo,
                            bootstrap=args.bootstrap, seed=args.seed)
     res = fit_results_table(args.results, form=args.form, out_json=out, out_png=out.with_suffix(".png"),

@@ -172,11 +172,17 @@ def fit_points(form: str, pts: Points, precisions: list[str], settings: FitSetti
         raise ConfigError("form", f"unknown form {form!r}", f"use one of {', '.join(LAWS)}")
     law_cls = LAWS[form]
     names = law_cls.theta_names(precisions)
-    n, p = len(pts), len(names)
+    # Repeated (N, D, precision) rows add no information: count distinct points.
+    n = len(set(zip(pts.log_n.tolist(), pts.log_d.tolist(), pts.rho_index.tolist())))
+    p = len(names)
     need = p + 1 if settings.loo else p
     if n < need:
-        raise ConfigError("points", f"{label}: {n} points for a {form} fit with {p} parameters",
-                          f"give at least {need} points (more sizes or runs), or use the reduced form")
+        dup = f" ({len(pts) - n} repeated rows)" if n < len(pts) else ""
+        raise ConfigError("points", f"{label}: {n} distinct points{dup} for a {form} fit with {p} parameters",
+                          f"give at least {need} distinct (N, D) points (more sizes or runs), or use the reduced form")
+    if np.ptp(pts.log_loss) == 0:
+        raise ConfigError("loss", f"{label}: the loss is the same ({float(np.exp(pts.log_loss[0])):g}) in every row, "
+                          "so the law's terms are undetermined", "give runs whose losses differ (check the table)")
     delta = settings.huber_delta
     grid = SPECS[form].start_grid(len(precisions))
     # Scored once per point: a leave-one-out ranking is then the total minus one column.

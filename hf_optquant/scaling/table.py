@@ -30,23 +30,18 @@ def load_table(source, *, rename: dict[str, str] | None = None):
     else:
         path = Path(str(source))
         suffix = path.suffix.lower()
-        if path.is_dir():
-            from datasets import load_from_disk
-
-            df = load_from_disk(str(path)).to_pandas()
-        elif path.is_file() and suffix == ".csv":
-            df = pd.read_csv(path)
-        elif path.is_file() and suffix == ".parquet":
-            df = pd.read_parquet(path)
-        elif path.is_file() and suffix in (".json", ".jsonl"):
-            df = pd.read_json(path, lines=suffix == ".jsonl")
-        elif not path.exists() and str(source).count("/") == 1 and not suffix:
-            from datasets import load_dataset  # a Hub dataset repo id (needs network)
-
-            df = load_dataset(str(source), split="train").to_pandas()
-        else:
-            raise ConfigError("results", f"cannot read {source!s}",
-                              "give a .csv, .parquet or .json(l) file, a saved datasets dir, or a Hub dataset id")
+        try:
+            df = _read_path(path, suffix, source)
+        except ConfigError:
+            raise
+        except (ValueError, UnicodeDecodeError, ImportError, pd.errors.ParserError) as exc:
+            # pandas raises EmptyDataError/ParserError/UnicodeDecodeError for empty, binary or ragged files.
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise ConfigError("results", f"cannot read {path} as a {suffix.lstrip('.') or 'results'} table "
+                              f"({type(exc).__name__}: {first})",
+                              "give a table with a header line, e.g. N,D,loss (CSV, parquet or JSON lines)") from None
+    if df.empty or len(df.columns) == 0:
+        raise ConfigError("results", f"{source!s} has no rows", "give a table with one row per run: N, D, loss")
     if rename:
         missing = [k for k in rename if k not in df.columns]
         if missing:
@@ -56,8 +51,31 @@ def load_table(source, *, rename: dict[str, str] | None = None):
     return df
 
 
+def _read_path(path: Path, suffix: str, source):
+    import pandas as pd
+
+    if path.is_dir():
+        from datasets import load_from_disk
+
+        return load_from_disk(str(path)).to_pandas()
+    if path.is_file() and suffix == ".csv":
+        return pd.read_csv(path)
+    if path.is_file() and suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.is_file() and suffix in (".json", ".jsonl"):
+        return pd.read_json(path, lines=suffix == ".jsonl")
+    if not path.exists() and str(source).count("/") == 1 and not suffix:
+        from datasets import load_dataset  # a Hub dataset repo id (needs network)
+
+        return load_dataset(str(source), split="train").to_pandas()
+    raise ConfigError("results", f"cannot read {source!s}",
+                      "give a .csv, .parquet or .json(l) file, a saved datasets dir, or a Hub dataset id")
+
+
 def validate_table(df, *, exclude_top_loss: int = 0):
     """Columns present, values finite and positive; D derived from flops; top-loss rows dropped per optimizer."""
+    import pandas as pd
+
     df = df.copy()
     if "D" not in df.columns and "flops" in df.columns and "N" in df.columns:
         df["D"] = df["flops"] / (6.0 * df["N"])
@@ -66,10 +84,11 @@ def validate_table(df, *, exclude_top_loss: int = 0):
             fix = "add a D column or a flops column (D = flops / 6N)" if col == "D" else f"add a {col} column"
             raise ConfigError(col, f"missing column {col!r} (the table has {list(df.columns)})",
                               fix + ", or map yours with --rename OLD=NEW")
-        values = np.asarray(df[col], dtype=float)
+        values = np.asarray(pd.to_numeric(df[col], errors="coerce"), dtype=float)
         bad = ~np.isfinite(values)
         if bad.any():
-            raise ConfigError(col, f"row {int(np.flatnonzero(bad)[0])} is NaN or infinite",
+            row = int(np.flatnonzero(bad)[0])
+            raise ConfigError(col, f"row {row} is {df[col].iloc[row]!r}: not a finite number",
                               "drop or fix that row")
         if (values <= 0).any():
             raise ConfigError(col, f"row {int(np.flatnonzero(values <= 0)[0])} is {values[values <= 0][0]:g}; "

@@ -34,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-tflops", type=float, default=989.0,
                         help="--plan: peak bf16 TFLOP/s of one GPU (default 989, H100 SXM)")
     parser.add_argument("--world-size", type=int, default=1, help="--plan: devices per run (default 1)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="--field=value",
-                        help="override study fields, e.g. --set output_dir=studies/x")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="field=value",
+                        help="override study fields, e.g. --set output_dir=studies/x --set eval_every=8 "
+                             "(repeatable; every one applies)")
     parser.add_argument("--publish", metavar="REPO_ID", help="publish the results dataset and report afterwards")
 
 
@@ -56,7 +57,7 @@ def run(args) -> int:
         print(format_plan(study_plan(cfg, opts)))
         return 0
     if args.print_commands:
-        from .runs import fp_runs, qat_runs, run_command
+        from .runs import collect_command, fp_runs, qat_runs, run_command
 
         launch = {"nodes": cfg.nodes, "procs_per_node": cfg.procs_per_node, "accelerate_config": cfg.accelerate_config}
 
@@ -66,12 +67,12 @@ def run(args) -> int:
                   " set by the job script (docs/distributed.md)")
         print("# full-precision runs (one per line; run these first)")
         for spec in fp_runs(cfg):
-            print(run_command(cfg_path, spec, cfg.launcher, **launch))
+            print(run_command(cfg_path, spec, cfg.launcher, sets=args.set, **launch))
         if qat_runs(cfg):
             print("# QAT runs (use the full-precision lr sweep's winner: start after the runs above)")
             for spec in qat_runs(cfg):
-                print(run_command(cfg_path, spec, cfg.launcher, **launch))
-        print(f"# then: hf-optquant study {cfg_path} --collect")
+                print(run_command(cfg_path, spec, cfg.launcher, sets=args.set, **launch))
+        print("# then: " + collect_command(cfg_path, args.set))
         return 0
     if args.run:
         out = train_one(cfg, args.run)

@@ -10,8 +10,12 @@ from typing import Any
 from ..config import load_yaml
 from ..data.config import DataConfig
 from ..errors import ConfigError
+from ..qat.config import QATConfig
 
 __all__ = ["StudyConfig", "QATBlock", "PTQBlock", "load_study_config", "RunSpec"]
+
+# The QAT block is the training stage's own config class: validated the same way, at load.
+QATBlock = QATConfig
 
 
 @dataclass(kw_only=True)
@@ -21,19 +25,20 @@ class PTQBlock:
     a_bits: int | None = field(default=4, metadata={"help": "Activation bits (per token), or null."})
     granularity: str = field(default="row", metadata={"help": "row, group:G or tensor."})
 
+    def __post_init__(self):
+        from ..ptq.config import PTQConfig
+
+        # The PTQ stage's own config class validates (and normalizes) the block when the study is loaded.
+        try:
+            self.granularity = PTQConfig(method=self.method, w_bits=self.w_bits, a_bits=self.a_bits,
+                                         granularity=self.granularity).granularity
+        except ConfigError as exc:
+            raise ConfigError(f"ptq.{exc.field}", exc.problem, exc.fix) from None
+
     @property
     def tag(self) -> str:
         a = f"a{self.a_bits}" if self.a_bits else "a16"
         return f"{self.method}-w{self.w_bits}{a}-{self.granularity.replace(':', '')}"
-
-
-@dataclass(kw_only=True)
-class QATBlock:
-    quantizer: str = "quest"
-    w_bits: int = 4
-    a_bits: int | None = 4
-    granularity: str = "row"
-    hadamard_block: int = 128
 
 
 @dataclass(kw_only=True)
@@ -62,7 +67,7 @@ class StudyConfig:
                                               metadata={"help": "Preset overrides per optimizer."})
     precisions: list[str] = field(default_factory=lambda: ["full", "qat"],
                                   metadata={"help": "full and/or qat (trained from scratch with QAT)."})
-    qat: QATBlock = field(default_factory=QATBlock, metadata={"help": "QAT settings (paper: QuEST W4A4)."})
+    qat: QATConfig = field(default_factory=QATConfig, metadata={"help": "QAT settings (paper: QuEST W4A4)."})
     ptq: list[PTQBlock] = field(default_factory=lambda: [PTQBlock()],
                                 metadata={"help": "PTQ settings applied at the Common-Loss checkpoint."})
     common_loss: float | None = field(default=None, metadata={
@@ -131,6 +136,42 @@ class StudyConfig:
         if self.eval_every <= 0 or self.batch_size <= 0 or self.block_size <= 1:
             raise ConfigError("eval_every", "eval_every, batch_size and block_size must be positive",
                               "use e.g. eval_every: 20, batch_size: 16, block_size: 128")
+        self.learning_rates = {k: _lr(v, f"learning_rates.{k}") for k, v in self.learning_rates.items()}
+        for k, grid in self.lr_grid.items():
+            if not isinstance(grid, list) or not grid:
+                raise ConfigError(f"lr_grid.{k}", f"must be a non-empty list of learning rates, got {grid!r}",
+                                  f"write e.g. lr_grid: {{{k}: [1e-3, 3e-3]}}")
+            self.lr_grid[k] = [_lr(v, f"lr_grid.{k}") for v in grid]
+        for name in ("diagnose_batches", "max_eval_tokens", "vocab_size", "eval_every", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(name, f"must be a positive integer, got {v!r}", f"use e.g. {name}: "
+                                  f"{_DEFAULTS[name]}")
+        if not isinstance(self.train_overrides, dict):
+            raise ConfigError("train_overrides", f"must be a mapping, got {self.train_overrides!r}",
+                              "write e.g. train_overrides: {use_cpu: true}")
+        if not self.ptq:
+            raise ConfigError("ptq", "is empty: the study quantizes at the Common Loss", "list at least one setting")
+        from .validate import validate_study
+
+        validate_study(self)  # every stage's own config class, built now: nothing is written before it passes
+
+
+_DEFAULTS = {"diagnose_batches": 4, "max_eval_tokens": 32768, "vocab_size": 2048, "eval_every": 20,
+             "batch_size": 16}
+
+
+def _lr(value: Any, name: str) -> float:
+    from ..trainer.validate import MAX_LEARNING_RATE
+
+    try:
+        lr = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        lr = float("nan")
+    if not (0 < lr <= MAX_LEARNING_RATE):  # NaN fails too
+        raise ConfigError(name, f"must be a learning rate in (0, {MAX_LEARNING_RATE:g}], got {value!r}",
+                          "write a number, e.g. 3e-3")
+    return lr
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,9 +200,15 @@ def _build(cls, data: dict, where: str):
 def load_study_config(path: str | Path, overrides: dict | None = None) -> StudyConfig:
     data = dict(load_yaml(path))
     data.update(overrides or {})
-    if isinstance(data.get("qat"), dict):
+    if "qat" in data:
+        if not isinstance(data["qat"], dict):
+            raise ConfigError("qat", f"must be a mapping, got {data['qat']!r}",
+                              "write e.g. qat: {quantizer: quest, w_bits: 4, a_bits: 4}")
         data["qat"] = _build(QATBlock, data["qat"], f"{path}: qat")
     if "ptq" in data:
         items = data["ptq"] if isinstance(data["ptq"], list) else [data["ptq"]]
+        if not all(isinstance(p, dict) for p in items):
+            raise ConfigError("ptq", f"must be a list of mappings, got {data['ptq']!r}",
+                              "write e.g. ptq: [{method: rtn, w_bits: 4, a_bits: 4}]")
         data["ptq"] = [_build(PTQBlock, dict(p), f"{path}: ptq") for p in items]
     return _build(StudyConfig, data, str(path))

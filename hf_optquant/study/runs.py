@@ -9,8 +9,8 @@ from ..errors import ConfigError
 from ..io import read_json
 from .config import RunSpec, StudyConfig
 
-__all__ = ["study_tokenizer", "study_data_dir", "prepare_study_data", "fp_runs", "qat_runs", "all_runs", "run_dir", "train_run", "best_lr",
-           "run_command", "find_run"]
+__all__ = ["study_tokenizer", "study_data_dir", "prepare_study_data", "fp_runs", "qat_runs", "all_runs", "run_dir",
+           "train_arguments", "train_run", "best_lr", "run_command", "collect_command", "find_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +31,25 @@ def study_data_dir(cfg: StudyConfig) -> Path:
     return Path(cfg.data.cache_dir or Path(cfg.output_dir) / "data")
 
 
-def prepare_study_data(cfg: StudyConfig, tokenizer, *, progress: bool = True):
+def prepare_study_data(cfg: StudyConfig, tokenizer, *, progress: bool = True, wait: bool = False):
     """Tokenize once, before any run, the tokens of the largest run (plus validation); every run reads a
     prefix of the same shards. Padded by 1% so a run launched on more devices (its budget rounded up to
-    whole global batches) is still served by this store."""
+    whole global batches) is still served by this store. ``wait``: another process builds it; poll."""
     import math
+    import time
 
     from ..data.prepare import prepare_tokens
+    from ..data.source import source_identity
+    from ..data.store import find_store, store_identity
     from .plan import study_budget_tokens
 
     need = max(study_budget_tokens(cfg, len(tokenizer)).values())
     need = max(need, math.ceil(need * 1.01)) if not cfg.data.allow_epochs else need
+    if wait:
+        identity = store_identity(source_identity(cfg.data), tokenizer, cfg.max_eval_tokens)
+        while (store := find_store(study_data_dir(cfg), identity, need)) is None:
+            time.sleep(10)
+        return store
     return prepare_tokens(cfg.data, tokenizer, train_tokens=need, eval_tokens=cfg.max_eval_tokens,
                           cache_dir=study_data_dir(cfg), progress=progress)
 
@@ -101,26 +109,23 @@ def _lr(cfg: StudyConfig, spec: RunSpec) -> float | None:
     return spec.lr if spec.lr is not None else cfg.learning_rates.get(spec.optimizer)
 
 
-def train_run(cfg: StudyConfig, spec: RunSpec, *, tokenizer_dir: str | None = None, disable_tqdm: bool = True) -> Path:
-    """Train one run of the study (skip if finished, resume if interrupted)."""
-    from ..trainer import OptQuantTrainingArguments
-    from ..trainer.job import TrainJobArguments, run_training
-
+def train_arguments(cfg: StudyConfig, spec: RunSpec, *, tokenizer_dir: str | None = None, lr: float | None = None,
+                    disable_tqdm: bool = True) -> tuple[dict, dict]:
+    """``(TrainJobArguments kwargs, OptQuantTrainingArguments kwargs)`` of one run; ``lr`` defaults to the
+    run's own (a QAT run's comes from the finished sweep). Also what the config is validated with at load."""
     out = run_dir(cfg, spec)
-    if (out / "run.json").exists():
-        return out
     tok_dir = tokenizer_dir or cfg.tokenizer or str(Path(cfg.output_dir) / "tokenizer")
     data = {k: v for k, v in cfg.data.to_dict().items() if k not in ("dataset", "dataset_config", "text_column")}
     data["cache_dir"] = str(study_data_dir(cfg))
-    job = TrainJobArguments(model=spec.size, tokenizer=tok_dir, dataset=cfg.dataset, block_size=cfg.block_size,
-                            tokens_per_param=cfg.tokens_per_param, max_eval_tokens=cfg.max_eval_tokens,
-                            model_seed=cfg.seed, dataset_config=cfg.data.dataset_config,
-                            text_column=cfg.data.text_column, data=data)
+    job = dict(model=spec.size, tokenizer=tok_dir, vocab_size=cfg.vocab_size, dataset=cfg.dataset,
+               block_size=cfg.block_size, tokens_per_param=cfg.tokens_per_param,
+               max_eval_tokens=cfg.max_eval_tokens, model_seed=cfg.seed, dataset_config=cfg.data.dataset_config,
+               text_column=cfg.data.text_column, data=data)
     targs = dict(
         output_dir=str(out),
         optimizer=spec.optimizer,
         optimizer_kwargs=dict(cfg.optimizer_kwargs.get(spec.optimizer, {})),
-        learning_rate=_lr(cfg, spec),
+        learning_rate=lr if lr is not None else _lr(cfg, spec),
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         eval_strategy="steps",
@@ -134,18 +139,40 @@ def train_run(cfg: StudyConfig, spec: RunSpec, *, tokenizer_dir: str | None = No
         disable_tqdm=disable_tqdm,
         snapshot_at_eval=spec.precision == "full" and cfg.common_loss is None,
         save_at_eval_loss=cfg.common_loss if spec.precision == "full" else None,
-        qat=vars(cfg.qat) if spec.precision == "qat" else None,
+        qat=cfg.qat.to_dict() if spec.precision == "qat" else None,
     )
     targs.update(cfg.train_overrides)
-    return run_training(job, OptQuantTrainingArguments(**targs))
+    return job, targs
+
+
+def train_run(cfg: StudyConfig, spec: RunSpec, *, tokenizer_dir: str | None = None, disable_tqdm: bool = True) -> Path:
+    """Train one run of the study (skip if finished, resume if interrupted)."""
+    from ..trainer import OptQuantTrainingArguments
+    from ..trainer.job import TrainJobArguments, run_training
+
+    out = run_dir(cfg, spec)
+    if (out / "run.json").exists():
+        return out
+    job, targs = train_arguments(cfg, spec, tokenizer_dir=tokenizer_dir, disable_tqdm=disable_tqdm)
+    return run_training(TrainJobArguments(**job), OptQuantTrainingArguments(**targs))
+
+
+def _set_words(sets) -> list[str]:
+    # The --set overrides of the printing command, so each printed line trains what it printed.
+    return [w for s in sets or () for w in ("--set", s.lstrip("-"))]
 
 
 def run_command(cfg_path: str, spec: RunSpec, launcher: str = "python", *, nodes: int = 1, procs_per_node: int = 1,
-                accelerate_config: str | None = None) -> str:
+                accelerate_config: str | None = None, sets=()) -> str:
     from .launch import launch_prefix
 
     prefix = launch_prefix(launcher, nodes=nodes, procs_per_node=procs_per_node,
                            accelerate_config=accelerate_config, run_id=spec.run_id)
     # torchrun's own parser sees "--run" and rejects it as ambiguous (--run-path): give it the long alias.
     flag = "--run-id" if launcher == "torchrun" else "--run"
-    return " ".join(prefix + [shlex.quote(x) for x in ("study", cfg_path, flag, spec.run_id)])
+    words = ["study", cfg_path, flag, spec.run_id, *_set_words(sets)]
+    return " ".join(prefix + [shlex.quote(x) for x in words])
+
+
+def collect_command(cfg_path: str, sets=()) -> str:
+    return " ".join(shlex.quote(x) for x in ["hf-optquant", "study", cfg_path, "--collect", *_set_words(sets)])

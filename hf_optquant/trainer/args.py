@@ -102,9 +102,12 @@ class OptQuantTrainingArguments(TrainingArguments):
             QATConfig.from_dict(self.qat)  # validate now, before anything is written
         check_ignored_fields(self)  # before TrainingArguments.__post_init__ rewrites some of them
         from .parallel import check_deepspeed, check_parallelism
+        from .validate import check_steps_before_defaults, validate_training_arguments
 
         check_deepspeed(self)
+        check_steps_before_defaults(self)  # transformers turns eval_steps: 0 into logging_steps
         super().__post_init__()
+        validate_training_arguments(self)  # the ranges transformers would only trip over mid-run
         check_parallelism(self)  # FSDP on CPU, FSDP1, DeepSpeed + matrix optimizer: refused, not downgraded
         if self.save_at_eval_loss is not None and self.eval_strategy == "no":
             raise ConfigError("eval_strategy", "save_at_eval_loss needs evaluation during training",

@@ -45,12 +45,24 @@ class TrainJobArguments:
     )
 
     def __post_init__(self):
-        if self.block_size <= 1:
+        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size <= 1:
             raise ConfigError("block_size", f"must be > 1, got {self.block_size}", "use e.g. 128")
         if self.tokens_per_param is not None and not self.tokens_per_param > 0:
             raise ConfigError("tokens_per_param", "must be positive", "use e.g. 20 (the paper's budget)")
         if self.vocab_size is not None and self.vocab_size < 260:
             raise ConfigError("vocab_size", "a byte-level BPE needs at least 257 tokens", "use e.g. 2048")
+        if self.max_eval_tokens is not None and self.max_eval_tokens < self.block_size:
+            raise ConfigError("max_eval_tokens", f"{self.max_eval_tokens} is fewer than one block of "
+                              f"{self.block_size} tokens", f"use at least {self.block_size}, or null for all")
+        from ..models import SIZE_PRESETS
+        from ..models.limits import check_sequence_length
+
+        m = str(self.model)
+        if m not in SIZE_PRESETS and not Path(m).exists() and (Path(m).is_absolute() or m.startswith((".", "~"))
+                                                               or m.count("/") > 1):
+            raise ConfigError("model", f"there is no model dir {m}",
+                              f"use a preset ({', '.join(SIZE_PRESETS)}), an existing model dir or a Hub id")
+        check_sequence_length(self.model, self.block_size, "block_size")
         top = {"dataset": self.dataset, "dataset_config": self.dataset_config, "text_column": self.text_column}
         cfg = DataConfig.from_block(self.data, **top)
         self.data = {k: v for k, v in cfg.to_dict().items() if k not in top}
@@ -128,6 +140,8 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
     if not targs.output_dir:
         raise ConfigError("output_dir", "is required", "pass --output_dir runs/NAME")
     out = Path(targs.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("output_dir", f"{out} is a file, not a directory", "give a new directory, e.g. runs/NAME")
     if (out / "run.json").exists() and not overwrite:
         logger.info("%s is finished (run.json present): skipping", out)
         return out
@@ -135,15 +149,32 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
         raise ConfigError("model", f"unknown size or path {job.model!r}",
                           f"use a preset ({', '.join(SIZE_PRESETS)}), a model dir or a Hub id")
     data_cfg = job.data_config()
-    # Everything above validates input; from here on the run dir (and the token cache) may be written.
-    tok = _tokenizer(job, data_cfg, out)
-    model = build_model(job.model, vocab_size=len(tok), seed=job.model_seed) if job.model in SIZE_PRESETS \
-        else build_model(job.model)
-    n_params = count_parameters(model)
-    per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
-    if job.tokens_per_param is not None:
-        targs.max_steps = budget_steps(job.tokens_per_param, n_params, per_step, job.block_size)
-    train_ds, val_ds, data_info = _datasets(job, data_cfg, tok, targs, per_step, out)
+    # Everything above validates input. The tokenizer and token caches below are written into the run dir
+    # while the data is checked (too little text, a budget the corpus cannot fill): if a check fails, a run
+    # dir this call created is removed again, so a refused command leaves nothing behind.
+    created = not out.exists()
+    try:
+        tok = _tokenizer(job, data_cfg, out)
+        model = build_model(job.model, vocab_size=len(tok), seed=job.model_seed) if job.model in SIZE_PRESETS \
+            else build_model(job.model)
+        n_params = count_parameters(model)
+        per_step = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
+        if job.tokens_per_param is not None:
+            targs.max_steps = budget_steps(job.tokens_per_param, n_params, per_step, job.block_size)
+        train_ds, val_ds, data_info = _datasets(job, data_cfg, tok, targs, per_step, out)
+        if len(train_ds) < per_step:
+            raise ConfigError("dataset", f"{job.dataset!r} packs into {len(train_ds)} blocks of {job.block_size} "
+                              f"tokens, fewer than the {per_step} sequences of one optimizer step",
+                              "give more text, or lower block_size / per_device_train_batch_size")
+        if len(val_ds) < 1:
+            raise ConfigError("dataset", f"{job.dataset!r} has no validation block of {job.block_size} tokens",
+                              "give more text, or a smaller block_size")
+    except (ConfigError, KeyboardInterrupt):
+        if created and targs.process_index == 0:
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     if targs.max_steps <= 0:
         targs.max_steps = math.ceil(len(train_ds) * targs.num_train_epochs / per_step)
     trainer = OptQuantTrainer(

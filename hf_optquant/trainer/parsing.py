@@ -87,8 +87,22 @@ def _given(argv: list[str]) -> dict[str, Any]:
     return given
 
 
+def _point_to_shipped(config_path: str) -> None:
+    """Outside a source checkout ``trainer_configs/tiny.yaml`` is not in the working folder: name the copy
+    installed with the package."""
+    from pathlib import Path
+
+    from ..resources import resource_names, resource_path
+
+    path = Path(config_path)
+    if not path.is_file() and path.name in resource_names("trainer_configs"):
+        raise ConfigError("config", f"{config_path} does not exist here",
+                          f"use the copy installed with hf_optquant: {resource_path('trainer_configs', path.name)}")
+
+
 def parse_train_config(config_path: str, overrides: list[str] | None = None):
     """``(TrainJobArguments, OptQuantTrainingArguments)`` from a YAML file and command-line flags."""
+    _point_to_shipped(config_path)
     cfg = load_yaml(config_path)
     plain, dotted = _split(list(overrides or []))
     over = _given(plain)
@@ -96,4 +110,7 @@ def parse_train_config(config_path: str, overrides: list[str] | None = None):
                        for k, v in parse_overrides(dotted).items()}}
     # Hub-facing defaults that make no sense offline; users can still set them.
     cfg.setdefault("report_to", "none")
+    if not ({**cfg, **over}).get("output_dir"):  # TrainingArguments would silently use ./trainer_output
+        raise ConfigError("output_dir", f"is not set in {config_path} or on the command line",
+                          "pass --output_dir runs/NAME")
     return build_dataclasses(TRAIN_TYPES, cfg, over, where=str(config_path))
