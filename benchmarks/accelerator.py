@@ -22,7 +22,6 @@ Times are the median of ``--steps`` timed steps after ``--warmup`` untimed ones,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -221,7 +220,7 @@ def bench_abc(a) -> dict:
 
     fwd = median_time(forward, a.device, max(1, a.steps // 2), 1)
     t = median_time(abc, a.device, max(1, a.steps // 4), 1)
-    del model, qmodel
+    model = qmodel = None  # release before the next benchmark; the closures above are done
     free(a.device)
     return {"size": size, "forward_s": fwd, "abc_s": t, "x_forward": t / fwd}
 

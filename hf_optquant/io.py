@@ -17,8 +17,9 @@ import secrets
 import shutil
 import socket
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["check_output_path", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "read_json", "clean_stale_partials"]

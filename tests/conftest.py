@@ -6,7 +6,6 @@ whole suite pays for it once.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch

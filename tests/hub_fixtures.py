@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from hub_server import FakeHub
 
 TOKEN = "hf_TESTtoken0123456789abcdefSECRET"

@@ -128,7 +128,7 @@ class FakeHub:
         self._timer: threading.Timer | None = None
 
     # ---- lifecycle ----
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         hub = self
 
         class Handler(_Handler):
@@ -225,7 +225,7 @@ class FakeHub:
         return path.lower().endswith(_LFS_SUFFIXES) or size >= _LFS_MIN_SIZE or b"\0" in sample
 
     # ---- routing ----
-    def handle(self, h: "_Handler", method: str) -> None:
+    def handle(self, h: _Handler, method: str) -> None:
         split = urlsplit(h.path)
         raw_path, query = split.path, parse_qs(split.query)
         body = h.read_body() if method in ("POST", "PUT") else b""
@@ -248,14 +248,14 @@ class FakeHub:
         self.requests.append((method, raw_path, status))
         h.respond(status, headers, payload, head=method == "HEAD")
 
-    def _authorized(self, h: "_Handler") -> bool:
+    def _authorized(self, h: _Handler) -> bool:
         return h.headers.get("authorization", "") == f"Bearer {self.token}"
 
-    def _require_auth(self, h: "_Handler") -> None:
+    def _require_auth(self, h: _Handler) -> None:
         if not self._authorized(h):
             raise _HubError(401, "Invalid credentials in Authorization header")
 
-    def _repo(self, h: "_Handler", repo_type: str, repo_id: str) -> _Repo:
+    def _repo(self, h: _Handler, repo_type: str, repo_id: str) -> _Repo:
         repo = self.repos.get((repo_type, repo_id))
         if repo is None or (repo.private and not self._authorized(h)):
             raise _HubError(404, "Repository not found", "RepoNotFound")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_data_store import _docs, _jsonl
 from transformers import TrainerCallback
 
 from hf_optquant.data.blocks import TokenBlocks
 from hf_optquant.errors import ConfigError
 from hf_optquant.trainer import OptQuantTrainingArguments
 from hf_optquant.trainer.job import TrainJobArguments, _datasets, run_training
-
-from test_data_store import _docs, _jsonl
 
 
 def _args(out, **kw):

@@ -8,12 +8,18 @@ import shutil
 import pandas as pd
 import pytest
 import torch
+from hub_fixtures import TOKEN, hub_env, result_rows, write_eval, write_run_dir, write_study_dir  # noqa: F401
 
 from hf_optquant.cli import main
 from hf_optquant.errors import ConfigError
-from hf_optquant.hub import (PAPER_RHO, RESULTS_SCHEMA, merge_results, normalize_results, scaling_section,
-                             schema_markdown)
-from hub_fixtures import TOKEN, hub_env, result_rows, write_eval, write_run_dir, write_study_dir  # noqa: F401
+from hf_optquant.hub import (
+    PAPER_RHO,
+    RESULTS_SCHEMA,
+    merge_results,
+    normalize_results,
+    scaling_section,
+    schema_markdown,
+)
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ import textwrap
 import pandas as pd
 import pytest
 import torch
+from hub_fixtures import PYTHON, TOKEN, client_env, hub_env, result_rows, write_eval, write_run_dir, write_study_dir  # noqa: F401
+from hub_server import FakeHub
 
 from hf_optquant.cli import main
-from hub_fixtures import (PYTHON, TOKEN, client_env, hub_env, result_rows, write_eval,  # noqa: F401
-                          write_run_dir, write_study_dir)
-from hub_server import FakeHub
 
 CONSUMER = textwrap.dedent(r"""
     import json, re, sys

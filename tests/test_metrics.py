@@ -12,8 +12,19 @@ import torch
 from scipy import stats
 
 from hf_optquant.cli import main
-from hf_optquant.metrics import (ABCEngine, GainAccumulator, OutlierAccumulator, Stage, abc_sums, abc_vectors,
-                                 diagnose_models, excess_kurtosis, gain_from_sums, gain_sums, mmr_per_token)
+from hf_optquant.metrics import (
+    ABCEngine,
+    GainAccumulator,
+    OutlierAccumulator,
+    Stage,
+    abc_sums,
+    abc_vectors,
+    diagnose_models,
+    excess_kurtosis,
+    gain_from_sums,
+    gain_sums,
+    mmr_per_token,
+)
 from hf_optquant.models import build_model
 from hf_optquant.ptq import PTQConfig, quantize_model
 

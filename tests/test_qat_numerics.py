@@ -9,9 +9,20 @@ import torch
 from scipy.integrate import quad
 from scipy.linalg import hadamard as scipy_hadamard
 
-from hf_optquant.qat import (QUEST_GAUSSIAN_CLIP, QATConfig, QATLinear, block_hadamard, derive_gaussian_clip,
-                             gaussian_grid_mse, gaussian_optimal_clip, hadamard_matrix, quest_fake_quant, quest_ste,
-                             rtn_ste, rtn_ste_per_token)
+from hf_optquant.qat import (
+    QUEST_GAUSSIAN_CLIP,
+    QATConfig,
+    QATLinear,
+    block_hadamard,
+    derive_gaussian_clip,
+    gaussian_grid_mse,
+    gaussian_optimal_clip,
+    hadamard_matrix,
+    quest_fake_quant,
+    quest_ste,
+    rtn_ste,
+    rtn_ste_per_token,
+)
 
 
 def _ref_quest(x: np.ndarray, bits: int, c: float):
@@ -31,7 +42,7 @@ def _block_diag_h(d: int, block: int) -> np.ndarray:
 
 
 def test_quest_constants_are_the_gaussian_mse_derivation():
-    """The constants are the authors' (PAPER.md section 9), and they are what a Gaussian-MSE
+    """The constants are the authors' (QuEST's OPTIMAL_GAUSSIAN_SCALES), and they are what a Gaussian-MSE
     minimisation gives: the authors' L-BFGS-B derivation reproduces every bit width to 2e-5
     (the table's own precision: their notebook prints 2.5139325 for the 4-bit 2.5139306), and
     the exact minimiser is within the flat bottom of the MSE (excess <= 0.2%, <= 1e-8 at 4 bits)."""
@@ -65,7 +76,7 @@ def test_gaussian_grid_mse_is_the_expected_error_and_has_its_minimum_there():
             pdf = lambda x: math.exp(-x * x / 2) / math.sqrt(2 * math.pi)  # noqa: E731
             q = lambda x: min(max(math.floor(x / step), -n // 2), n // 2 - 1) * step + step / 2  # noqa: E731
             edges = [-12.0] + [-clip + (i + 0.5) * step for i in range(n - 1)] + [12.0]
-            return sum(quad(lambda x: (x - q((a + e) / 2)) ** 2 * pdf(x), a, e)[0] for a, e in zip(edges, edges[1:]))
+            return sum(quad(lambda x, a=a, e=e: (x - q((a + e) / 2)) ** 2 * pdf(x), a, e)[0] for a, e in zip(edges, edges[1:]))
 
         if b <= 5:
             assert gaussian_grid_mse(c, b) == pytest.approx(mse_quad(c), rel=1e-6)

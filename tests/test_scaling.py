@@ -9,8 +9,16 @@ import pandas as pd
 import pytest
 
 from hf_optquant.cli import main
-from hf_optquant.scaling import (ChinchillaLaw, FitSettings, Points, PrecisionLaw, ReducedLaw, fit_results_table,
-                                 fit_table, objective)
+from hf_optquant.scaling import (
+    ChinchillaLaw,
+    FitSettings,
+    Points,
+    PrecisionLaw,
+    ReducedLaw,
+    fit_results_table,
+    fit_table,
+    objective,
+)
 
 CHINCHILLA_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "chinchilla_svg_extracted.csv"
 QUIET = dict(progress=False)

@@ -7,7 +7,6 @@ import functools
 import io
 import os
 import shutil
-import sys
 
 import pytest
 import torch

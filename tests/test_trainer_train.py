@@ -97,7 +97,7 @@ def test_common_loss_checkpoint_at_first_crossing(tmp_path, tokenizer, lm_data):
     probe = _trainer(tmp_path, "probe", tokenizer, lm_data, max_steps=20, eval_strategy="steps", eval_steps=5)
     probe.train()
     evals = [(h["step"], h["eval_loss"]) for h in probe.state.log_history if "eval_loss" in h and h["step"] <= 20]
-    (s1, l1), (s2, l2) = evals[1], evals[2]
+    (_, l1), (s2, l2) = evals[1], evals[2]
     assert l2 < l1
     threshold = (l1 + l2) / 2  # crossed first at the third evaluation
     tr = _trainer(tmp_path, "cl", tokenizer, lm_data, max_steps=20, eval_strategy="steps", eval_steps=5,

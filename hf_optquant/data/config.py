@@ -56,7 +56,7 @@ class DataConfig:
                                   f"write {name}: true")
 
     @classmethod
-    def from_block(cls, block: Any, **top_level) -> "DataConfig":
+    def from_block(cls, block: Any, **top_level) -> DataConfig:
         """Build from a ``data:`` mapping (or JSON text) plus the top-level fields (``dataset`` ...)."""
         import json
 

@@ -17,8 +17,16 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError
 from .config import DataConfig
 from .source import iter_batches, open_splits, source_identity
-from .store import (SplitWriter, TokenStore, find_store, publish_store, store_dir_name, store_identity,
-                    temp_store_dir, token_dtype)
+from .store import (
+    SplitWriter,
+    TokenStore,
+    find_store,
+    publish_store,
+    store_dir_name,
+    store_identity,
+    temp_store_dir,
+    token_dtype,
+)
 
 __all__ = ["prepare_tokens", "encode_batch", "store_for"]
 

@@ -1,7 +1,14 @@
 """Publishing to the Hugging Face Hub: model cards, the results dataset, scaling-fit cards."""
 from .bundle import Bundle, build_model_bundle, build_study_bundle
-from .cards import (PAPER_RHO, checkpoint_card, dataset_card, eval_results_from, full_precision_card, qat_card,
-                    scaling_section)
+from .cards import (
+                    PAPER_RHO,
+                    checkpoint_card,
+                    dataset_card,
+                    eval_results_from,
+                    full_precision_card,
+                    qat_card,
+                    scaling_section,
+)
 from .publish import PublishConfig, PublishResult, publish, validate_repo_id
 from .schema import RESULTS_SCHEMA, Column, merge_results, normalize_results, schema_markdown
 from .sources import Source, detect_source

@@ -36,7 +36,7 @@ class Bundle:
         return v.read_bytes() if isinstance(v, Path) else v
 
     def write_to(self, out: Path) -> None:
-        for name, v in sorted(self.files.items()):
+        for name in sorted(self.files):
             dest = out / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(self.read(name))

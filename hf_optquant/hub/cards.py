@@ -8,6 +8,7 @@ says so in words (never the Hub template's "More information needed").
 from __future__ import annotations
 
 import math
+
 from ..errors import ConfigError
 from ..resources import resource_text
 
@@ -15,7 +16,7 @@ __all__ = ["PAPER_RHO", "PAPER_ARXIV", "CITATION", "fmt", "eval_results_from",
            "full_precision_card", "qat_card", "checkpoint_card", "dataset_card", "scaling_section", "load_snippet"]
 
 PAPER_ARXIV = "2509.23500"
-# Fitted rho for 4-bit QAT in the paper (section 7 of docs/PAPER.md), shown beside ours.
+# Fitted rho for 4-bit QAT in the paper (docs/method.md section 8), shown beside ours.
 PAPER_RHO = {"adamw": 0.863, "muon": 0.852, "psgd": 0.739, "scion": 0.856, "shampoo": 0.879, "soap": 0.822}
 CITATION = """@inproceedings{vlassis2026beyond,
   title     = {Beyond Outliers: A Study of Optimizers Under Quantization},

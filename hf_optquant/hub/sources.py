@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from dataclasses import dataclass
 import re
+from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
 from ..errors import ConfigError

@@ -22,11 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import pandas as pd
 
-    from ..io import atomic_dir, atomic_write_json
+    from ..io import atomic_dir, atomic_write_json, check_output_path
     from .correlate import correlate_runs
     from .plots import plot_correlations
-
-    from ..io import check_output_path
 
     check_output_path(args.out)
     if Path(args.out).exists() and not args.overwrite:  # before reading the runs, not after

@@ -1,4 +1,4 @@
-"""The ABC error-propagation decomposition (PAPER.md section 5) as plain tensor functions.
+"""The ABC error-propagation decomposition (docs/method.md section 7) as plain tensor functions.
 
 For one module with clean input h and quantized-model input hq:
     a = 1/2 [(fq(hq) - fq(h)) + (f(hq) - f(h))]     error carried in from the input

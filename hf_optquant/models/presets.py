@@ -41,7 +41,7 @@ class ModelPreset:
         return -(-(8 * self.hidden_size // 3) // 64) * 64
 
 
-# Paper sizes: shapes are GPT-style (the paper does not publish them: a [gap] in PAPER.md).
+# Paper sizes: shapes are GPT-style (the paper does not publish them: see docs/method.md section 10).
 SIZE_PRESETS: dict[str, ModelPreset] = {
     "50M": ModelPreset(hidden_size=512, num_layers=8),
     "125M": ModelPreset(hidden_size=768, num_layers=12),

@@ -1,4 +1,4 @@
-"""One validated preset per optimizer: the paper's hyperparameters (PAPER.md section 1)
+"""One validated preset per optimizer: the paper's hyperparameters (docs/method.md section 2, docs/optimizers.md)
 plus learning rates of our own for the tiny CPU sizes (the paper sweeps lr per size).
 
 Each field's help says where its default comes from: "paper" (the authors' settings),

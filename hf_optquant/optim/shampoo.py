@@ -1,4 +1,4 @@
-"""Shampoo as the paper ran it: Meta's Distributed Shampoo with Adam grafting (PAPER.md section 9).
+"""Shampoo as the paper ran it: Meta's Distributed Shampoo with Adam grafting (docs/method.md; the authors' settings in docs/optimizers.md).
 
 Why hand-written: the paper used ``DistributedShampoo`` from facebookresearch/optimizers, which is
 not on the package index (it cannot be a dependency), and the Shampoo that is installable here
@@ -44,8 +44,8 @@ can run it on sharded parameters.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from functools import reduce
-from typing import Iterable
 
 import torch
 
@@ -227,7 +227,7 @@ class Shampoo(torch.optim.Optimizer):
                 work.append((p, grad, state, group, t))
         self._compute_inverse_roots(pending)
         directions = self._search_directions(work)
-        for (p, _, state, group, t), d in zip(work, directions):
+        for (p, _, state, group, _t), d in zip(work, directions):
             self._apply(p, d, state, group)
         return loss
 
@@ -262,7 +262,7 @@ class Shampoo(torch.optim.Optimizer):
         """Filtered gradient -> grafted Shampoo direction per parameter; same-shaped 2-D blocks of all
         parameters are preconditioned together with batched matmuls."""
         out, jobs = [], defaultdict(list)  # jobs: shape -> [(block m, [inv...], out view, graft view)]
-        for p, grad, state, group, t in work:
+        for _p, grad, state, group, t in work:
             beta1 = group["betas"][0]
             if beta1 > 0:
                 m = state["filtered_grad"].lerp_(grad, 1 - beta1)
@@ -288,7 +288,7 @@ class Shampoo(torch.optim.Optimizer):
                 pre = left.transpose(-1, -2) @ g @ right  # = Meta's tensordot order for a 2-D block
             else:
                 pre = [_precondition(mb.float(), invs) for mb, invs, *_ in items]
-            for (mb, invs, db, gb, grafted), sh in zip(items, pre):
+            for (_mb, _invs, db, gb, grafted), sh in zip(items, pre):
                 if grafted:
                     sh = sh * (torch.linalg.vector_norm(gb.float()) / (torch.linalg.vector_norm(sh) + 1e-16))
                 db.copy_(sh)

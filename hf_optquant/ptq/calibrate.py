@@ -8,7 +8,7 @@ linear in depth. The math is in ``gptq.py``.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm

@@ -88,7 +88,7 @@ def _check_qweights(modules: dict, qweights: dict, w_bits: int, gran: Granularit
 
 
 def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                               w_bits: int, a_bits: int | None, granularity: "Granularity | str",
+                               w_bits: int, a_bits: int | None, granularity: Granularity | str,
                                tokenizer=None, record: dict, overwrite: bool = False,
                                zero_point: float = 0.0, transform_config=None) -> Path:
     """Save ``model`` with the linears in ``qweights`` (name -> (codes, scales)) quantized.

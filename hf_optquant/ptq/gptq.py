@@ -49,7 +49,7 @@ def inverse_hessian_cholesky(H: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: int, gran: "Granularity | str" = "row", *,
+def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: int, gran: Granularity | str = "row", *,
                   block_size: int = 128, damp: float = 0.01,
                   act_order: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer codes (shape of ``W``) and scales (``quantize_rtn``'s shape) minimising ``||(W - Q) X||^2``.

@@ -91,7 +91,7 @@ class QATConfig:
         return any(pattern_matches(t, name) for t in self.targets if t != AUTO_TARGET)
 
     @classmethod
-    def from_dict(cls, d: "dict[str, Any] | QATConfig") -> "QATConfig":
+    def from_dict(cls, d: dict[str, Any] | QATConfig) -> QATConfig:
         if isinstance(d, QATConfig):
             return d
         if not isinstance(d, dict):

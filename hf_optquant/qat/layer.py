@@ -35,7 +35,7 @@ class QATLinear(nn.Linear):
         raise TypeError("build a QATLinear with QATLinear.from_linear(linear, cfg)")
 
     @classmethod
-    def from_linear(cls, linear: nn.Module, cfg: QATConfig) -> "QATLinear":
+    def from_linear(cls, linear: nn.Module, cfg: QATConfig) -> QATLinear:
         """A QATLinear sharing ``linear``'s (an nn.Linear or Conv1D) Parameter objects (no copy)."""
         self = cls.__new__(cls)
         nn.Module.__init__(self)

@@ -2,7 +2,7 @@
 
 * ``rtn_ste``: the shared RTN grid (``hf_optquant.quant.rtn``, compressed-tensors'
   symmetric convention) with a plain straight-through estimator (identity gradient).
-* ``quest_fake_quant`` / ``quest_ste``: QuEST (PAPER.md section 6) on an already
+* ``quest_fake_quant`` / ``quest_ste``: QuEST (docs/method.md section 5) on an already
   Hadamard-rotated tensor: scale = c(bits) x RMS of each row (or group, or the tensor)
   + 1e-8, a symmetric midrise grid of 2^b levels spanning [-scale, scale] (step
   2 scale/(2^b-1)), and a gradient that passes only where |x_q - x| <= RMS x c/(2^b-1)
@@ -35,7 +35,7 @@ from ..quant import Granularity, fake_quant_per_token, fake_quant_rtn, parse_gra
 __all__ = ["QUEST_GAUSSIAN_CLIP", "gaussian_optimal_clip", "derive_gaussian_clip", "gaussian_grid_mse",
            "quest_fake_quant", "quest_ste", "rtn_ste", "rtn_ste_per_token"]
 
-# The authors' OPTIMAL_GAUSSIAN_SCALES (QuEST, base_linear.py; also PAPER.md section 9).
+# The authors' OPTIMAL_GAUSSIAN_SCALES (QuEST, base_linear.py).
 QUEST_GAUSSIAN_CLIP: dict[int, float] = {
     1: 0.7978845587140913,
     2: 1.4935346200015913,
@@ -61,7 +61,7 @@ def gaussian_grid_mse(clip: float, bits: int) -> float:
     n = 2**bits
     step = 2.0 * clip / (n - 1)
     levels = [-clip + i * step for i in range(n)]
-    edges = [-math.inf] + [l + step / 2 for l in levels[:-1]] + [math.inf]
+    edges = [-math.inf] + [lv + step / 2 for lv in levels[:-1]] + [math.inf]
 
     def phi(x):
         return 0.0 if math.isinf(x) else math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
@@ -70,9 +70,9 @@ def gaussian_grid_mse(clip: float, bits: int) -> float:
         return 0.0 if math.isinf(x) else x * phi(x)
 
     total = 0.0
-    for l, a, b in zip(levels, edges[:-1], edges[1:]):
+    for lv, a, b in zip(levels, edges[:-1], edges[1:]):
         dPhi = float(ndtr(b) - ndtr(a))
-        total += (dPhi - (xphi(b) - xphi(a))) + 2 * l * (phi(b) - phi(a)) + l * l * dPhi
+        total += (dPhi - (xphi(b) - xphi(a))) + 2 * lv * (phi(b) - phi(a)) + lv * lv * dPhi
     return total
 
 
@@ -84,7 +84,7 @@ def gaussian_optimal_clip(bits: int) -> float:
         raise ValueError(f"QuEST clipping constants exist for 1-8 bits, got {bits!r}") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def derive_gaussian_clip(bits: int, exact: bool = False) -> float:
     """Recompute c(bits): the authors' L-BFGS-B run (``exact=False``, reproduces the table to <= 2e-5
     relative) or the true minimiser of :func:`gaussian_grid_mse` (``exact=True``, bounded Brent)."""
@@ -109,7 +109,7 @@ def _grouped(x: torch.Tensor, gran: Granularity) -> torch.Tensor:
     return x.reshape(-1, d // gran.group_size, gran.group_size)
 
 
-def quest_fake_quant(x: torch.Tensor, bits: int, gran: "Granularity | str" = "row",
+def quest_fake_quant(x: torch.Tensor, bits: int, gran: Granularity | str = "row",
                      clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x_q, trust mask, scale) for an already rotated ``x``; no autograd semantics.
 
@@ -148,7 +148,7 @@ class _MaskedSTE(torch.autograd.Function):
         return grad, None, None
 
 
-def quest_ste(x: torch.Tensor, bits: int | None, gran: "Granularity | str" = "row") -> torch.Tensor:
+def quest_ste(x: torch.Tensor, bits: int | None, gran: Granularity | str = "row") -> torch.Tensor:
     """QuEST fake quantization with the trust-masked straight-through gradient."""
     if bits is None:
         return x
@@ -158,7 +158,7 @@ def quest_ste(x: torch.Tensor, bits: int | None, gran: "Granularity | str" = "ro
     return _MaskedSTE.apply(x, q.to(x.dtype), mask)
 
 
-def rtn_ste(x: torch.Tensor, bits: int | None, gran: "Granularity | str" = "row") -> torch.Tensor:
+def rtn_ste(x: torch.Tensor, bits: int | None, gran: Granularity | str = "row") -> torch.Tensor:
     """Shared-grid RTN fake quantization with a plain straight-through (identity) gradient."""
     if bits is None:
         return x

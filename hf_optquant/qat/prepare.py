@@ -81,7 +81,7 @@ def _set_child(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, attr, new)
 
 
-def prepare_qat(model: nn.Module, cfg: "QATConfig | dict") -> nn.Module:
+def prepare_qat(model: nn.Module, cfg: QATConfig | dict) -> nn.Module:
     """Replace every targeted ``nn.Linear``/``Conv1D`` with a :class:`QATLinear` on the same Parameters.
 
     Validates everything first (a bad pattern, group size or Hadamard block changes nothing),

@@ -58,7 +58,7 @@ class Granularity:
             )
 
 
-def parse_granularity(spec: "str | Granularity") -> Granularity:
+def parse_granularity(spec: str | Granularity) -> Granularity:
     if isinstance(spec, Granularity):
         return spec
     s = str(spec).strip().lower()
@@ -108,7 +108,7 @@ def rtn_scale(x: torch.Tensor, bits: int, gran: Granularity) -> torch.Tensor:
     return (absmax / ((2**bits - 1) / 2)).clamp_min(_EPS)
 
 
-def quantize_rtn(x: torch.Tensor, bits: int, gran: "Granularity | str" = "row") -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_rtn(x: torch.Tensor, bits: int, gran: Granularity | str = "row") -> tuple[torch.Tensor, torch.Tensor]:
     """Integer codes (same shape as ``x``, integer-valued float) and scales (rows, n_groups)."""
     gran = parse_granularity(gran)
     scale = rtn_scale(x, bits, gran)
@@ -118,13 +118,13 @@ def quantize_rtn(x: torch.Tensor, bits: int, gran: "Granularity | str" = "row") 
     return q.reshape(x.shape), scale
 
 
-def dequantize_rtn(q: torch.Tensor, scale: torch.Tensor, gran: "Granularity | str" = "row") -> torch.Tensor:
+def dequantize_rtn(q: torch.Tensor, scale: torch.Tensor, gran: Granularity | str = "row") -> torch.Tensor:
     gran = parse_granularity(gran)
     g = _grouped(q, gran)
     return (g * scale.unsqueeze(-1)).reshape(q.shape)
 
 
-def fake_quant_rtn(x: torch.Tensor, bits: int | None, gran: "Granularity | str" = "row") -> torch.Tensor:
+def fake_quant_rtn(x: torch.Tensor, bits: int | None, gran: Granularity | str = "row") -> torch.Tensor:
     """Quantize then dequantize (no gradient rule: see ``hf_optquant.qat`` for STE)."""
     if bits is None:
         return x

@@ -24,7 +24,7 @@ class Points:
     log_loss: np.ndarray
     rho_index: np.ndarray
 
-    def subset(self, keep: np.ndarray) -> "Points":
+    def subset(self, keep: np.ndarray) -> Points:
         return Points(self.log_n[keep], self.log_d[keep], self.log_loss[keep], self.rho_index[keep])
 
     def __len__(self) -> int:

@@ -46,9 +46,9 @@ def _eval_blocks(cfg: StudyConfig, tokenizer):
 
 def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
     """Quantize the run at its Common-Loss checkpoint with every PTQ setting; evaluate both."""
+    from ..data.blocks import store_blocks
     from ..eval import evaluate_loss
     from ..eval.harness import zero_shot
-    from ..data.blocks import store_blocks
     from ..ptq import PTQConfig, quantize_model
     from ..ptq.run import load_causal_lm
 
@@ -115,7 +115,7 @@ def _fp_step(cfg: StudyConfig, kind: str, opt: str, size: str) -> None:
 
 
 def analysis_steps(cfg: StudyConfig) -> list[tuple[str, callable]]:
-    from .fits import fit_step, correlate_step
+    from .fits import correlate_step, fit_step
 
     a = analysis_dir(cfg)
     steps = []

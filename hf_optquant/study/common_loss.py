@@ -1,8 +1,6 @@
 """Common Loss: the lowest validation loss every optimizer reaches at a size, and each run's
-checkpoint where it first reaches it (PAPER.md section 3)."""
+checkpoint where it first reaches it (docs/method.md section 3)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 from ..io import read_json
 from ..trainer import COMMON_LOSS_DIR

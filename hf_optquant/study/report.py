@@ -14,12 +14,12 @@ from .fits import PAPER_CORRELATIONS, PAPER_RHO
 
 __all__ = ["write_report", "results_frame"]
 
-PAPER_PTQ_ACC = {  # W4A4 RTN at CL, mean zero-shot accuracy % (PAPER.md section 3)
+PAPER_PTQ_ACC = {  # W4A4 RTN at CL, mean zero-shot accuracy % (docs/method.md section 4)
     "350M": {"adamw": 49.23, "muon": 47.42, "psgd": 50.09, "scion": 49.80, "shampoo": 53.93, "soap": 49.08},
     "760M": {"adamw": 59.22, "muon": 50.00, "psgd": 52.11, "scion": 53.74, "shampoo": 59.26, "soap": 46.22},
     "1.5B": {"adamw": 62.51, "muon": 47.75, "shampoo": 63.88},
 }
-PAPER_QAT_DROP = {  # relative accuracy drop % of QAT vs full precision (PAPER.md section 6)
+PAPER_QAT_DROP = {  # relative accuracy drop % of QAT vs full precision (docs/method.md section 5)
     "350M": {"adamw": -3.43, "muon": -4.98, "shampoo": -2.64},
     "760M": {"adamw": -2.63, "muon": -3.57, "shampoo": -0.46},
     "1.5B": {"adamw": -1.63, "muon": -2.11, "shampoo": -1.20},

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any
 
 from transformers import TrainingArguments
 
@@ -35,13 +35,13 @@ class OptQuantTrainingArguments(TrainingArguments):
         default="adamw",
         metadata={"help": "Optimizer under study for the hidden matrices: adamw, muon, psgd, scion, shampoo or soap."},
     )
-    optimizer_kwargs: Optional[Union[dict, str]] = field(
+    optimizer_kwargs: dict | str | None = field(
         default=None,
         metadata={"help": "Overrides of the optimizer preset's hyperparameters: a YAML mapping, or JSON on the "
                   "command line, e.g. --optimizer_kwargs '{\"momentum\": 0.9}'."},
     )
     # None means "the optimizer preset's learning rate" (the HF default 5e-5 suits no optimizer here).
-    learning_rate: Optional[float] = field(
+    learning_rate: float | None = field(
         default=None,
         metadata={"help": "Peak learning rate for the hidden matrices; default: the optimizer preset's."},
     )
@@ -54,7 +54,7 @@ class OptQuantTrainingArguments(TrainingArguments):
     wsd_warmup_start_factor: float = field(
         default=0.001, metadata={"help": "WSD: the warm-up starts at this multiple of the peak learning rate."}
     )
-    save_at_eval_loss: Optional[float] = field(
+    save_at_eval_loss: float | None = field(
         default=None,
         metadata={
             "help": "Common Loss: save a full model to <output_dir>/common_loss the first time eval loss falls "
@@ -66,7 +66,7 @@ class OptQuantTrainingArguments(TrainingArguments):
         metadata={"help": "Save a model-only snapshot at every evaluation (lets a study pick its Common-Loss "
                   "checkpoint after training)."},
     )
-    qat: Optional[Union[dict, str]] = field(
+    qat: dict | str | None = field(
         default=None,
         metadata={"help": 'Quantization-aware training block: a YAML mapping, or JSON on the command line, e.g. '
                   '--qat \'{"quantizer": "quest", "w_bits": 4, "a_bits": 4, "granularity": "row"}\'.'},

@@ -9,7 +9,6 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
 
 from ..data.config import DataConfig
 from ..errors import ConfigError
@@ -22,23 +21,23 @@ logger = logging.getLogger(__name__)
 @dataclass
 class TrainJobArguments:
     model: str = field(default="tiny-2", metadata={"help": "Size preset (e.g. tiny-2, 125M) or a model dir / Hub id."})
-    tokenizer: Optional[str] = field(
+    tokenizer: str | None = field(
         default=None, metadata={"help": "Tokenizer dir / Hub id; default: for a preset, a BPE trained on the data."}
     )
-    vocab_size: Optional[int] = field(
+    vocab_size: int | None = field(
         default=None, metadata={"help": "Vocabulary of the locally trained BPE; default: the preset's."}
     )
     dataset: str = field(default="ptb", metadata={"help": "'ptb' (offline default), a local file/dir, or a Hub dataset."})
-    dataset_config: Optional[str] = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     text_column: str = field(default="text", metadata={"help": "Column holding the text."})
     block_size: int = field(default=128, metadata={"help": "Tokens per training sequence (packed)."})
-    tokens_per_param: Optional[float] = field(
+    tokens_per_param: float | None = field(
         default=None,
         metadata={"help": "Token budget as a multiple of the parameter count (paper: 20); sets max_steps."},
     )
-    max_eval_tokens: Optional[int] = field(default=65536, metadata={"help": "Cap on validation tokens."})
+    max_eval_tokens: int | None = field(default=65536, metadata={"help": "Cap on validation tokens."})
     model_seed: int = field(default=0, metadata={"help": "Seed of the initial weights of a preset model."})
-    data: Optional[Union[dict, str]] = field(
+    data: dict | str | None = field(
         default=None,
         metadata={"help": "Data options (hf_optquant.data.DataConfig), e.g. {token_column: tokens, allow_epochs: "
                   "false, tokenizer_sample_chars: 20000000, cache_dir: DIR}; or --data.token_column tokens."},
