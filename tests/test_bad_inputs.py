@@ -405,12 +405,14 @@ def test_bad_input(argv, code, words, fx, tmp_path, monkeypatch, capsys):
 
 # ---- environment failures: exit 3, one line naming the path and the cause; -v adds the traceback
 def _disk_full(monkeypatch):
+    # The disk fills at the write's fsync (the primitive every atomic write calls at call time): patching
+    # atomic_write_bytes itself would leak into modules that first import it by name during the patch.
     import hf_optquant.io as hio
 
-    def full(path, data):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device", os.readlink(f"/proc/self/fd/{fd}"))
 
-    monkeypatch.setattr(hio, "atomic_write_bytes", full)
+    monkeypatch.setattr(hio.os, "fsync", full)
 
 
 def _read_only(monkeypatch):

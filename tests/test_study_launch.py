@@ -43,7 +43,8 @@ def test_accelerate_multi_node_lines(capsys):
     assert (args.main_process_ip, args.main_process_port) == ("node001", 29611)
     assert args.config_file == "trainer_configs/accelerate_fsdp2.yaml" and args.module
     assert args.training_script == "hf_optquant.cli" and args.training_script_args[:1] == ["study"]
-    assert args.training_script_args[-2] == "--run"
+    tail = args.training_script_args
+    assert tail[tail.index("--run") + 1]  # the run id, then the study's --set overrides (self-contained line)
     assert not args.multi_gpu  # the FSDP2 config says how to launch
 
 
@@ -65,8 +66,8 @@ def test_torchrun_rendezvous_lines(capsys):
     args = get_args_parser().parse_args(words[1:])
     assert (args.nnodes, args.nproc_per_node, args.rdzv_backend) == ("3", "8", "c10d")
     assert args.rdzv_endpoint == "node001:29611" and args.module and args.training_script == "hf_optquant.cli"
-    assert args.training_script_args[-2] == "--run-id"
-    run_id = args.training_script_args[-1]
+    tail = args.training_script_args
+    run_id = tail[tail.index("--run-id") + 1]
     assert args.rdzv_id == run_id  # one rendezvous per run: array tasks on shared nodes never mix
 
 

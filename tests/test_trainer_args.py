@@ -71,9 +71,7 @@ def test_train_cli_bad_flag_is_one_line(argv, field, words, tmp_path, capsys):
 
 
 def test_train_help_lists_every_field_with_its_help(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "--help"])
-    assert exc.value.code == 0
+    assert main(["train", "--help"]) == 0  # the CLI turns argparse's exit into its return code
     out = " ".join(capsys.readouterr().out.split())
     for t in (TrainJobArguments, OptQuantTrainingArguments):
         for f in dataclasses.fields(t):

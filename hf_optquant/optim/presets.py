@@ -150,7 +150,7 @@ class MuonPreset(_Base, _Side):
 
 @dataclass(kw_only=True)
 class PSGDPreset(_Base, _SideChoice):
-    lr: float = field(default=1e-3, metadata=_h("ours: Kron lr for the tiny sizes"))
+    lr: float = field(default=1e-2, metadata=_h("ours: Kron lr for the tiny sizes (80 steps of tiny.yaml: 5.78 eval loss at 1e-2, 5.80 at 5e-3, 6.75 at 3e-2)"))
     momentum: float = field(default=0.9, metadata=_h("library: Kron momentum 0.9"))
     max_size_triangular: int = field(default=12288, metadata=_h("paper: 12288"))
     min_ndim_triangular: int = field(default=2, metadata=_h("paper: 2"))
