@@ -89,3 +89,17 @@ def test_plan_cli_and_refusal(tmp_path, capsys):
     assert "tokens_per_param" in err and "at most" in err and len(err.splitlines()) == 1
     assert main(["study", str(_cfg(tmp_path, tokens_per_param=1000, data={"allow_epochs": True})), "--plan"]) == 0
     assert main(["study", str(_cfg(tmp_path)), "--plan", "--mfu", "2"]) == 2
+
+
+def test_shipped_paper_config_plans_on_a_machine_without_gpus(tmp_path, capsys, monkeypatch):
+    """study_paper.yaml asks for bf16 and QuEST's 128-wide Hadamard blocks: it must load (every paper size's
+    linears divisible by 128) and plan from a CPU-only login node, writing nothing."""
+    from hf_optquant.resources import resource_path
+
+    monkeypatch.chdir(tmp_path)
+    cfg = resource_path("trainer_configs", "study_paper.yaml")
+    # tasks=[]: the suite runs offline, where the paper's Hub tasks are refused at load (tested in the battery)
+    assert main(["study", str(cfg), "--plan", "--set", "tasks=[]"]) == 0
+    out = capsys.readouterr().out
+    assert "shampoo-1.5B-qat" in out and "GPU-hours" in out
+    assert not list(tmp_path.iterdir())

@@ -45,10 +45,13 @@ class ModelPreset:
 SIZE_PRESETS: dict[str, ModelPreset] = {
     "50M": ModelPreset(hidden_size=512, num_layers=8),
     "125M": ModelPreset(hidden_size=768, num_layers=12),
-    "350M": ModelPreset(hidden_size=1024, num_layers=24),
+    # Every paper size keeps hidden and MLP widths divisible by 128, so QuEST's 128-wide Hadamard blocks (the
+    # paper's) and GPTQ's group:128 divide every linear: 350M's MLP is 8d/3 rounded up to 128 (2816, not
+    # 2752), and 1.5B is 36 x 1792 (1.46B with a 32k vocabulary) instead of GPT-2 XL's 48 x 1600 (1600 = 64 x 25).
+    "350M": ModelPreset(hidden_size=1024, num_layers=24, intermediate_size=2816),
     "500M": ModelPreset(hidden_size=1280, num_layers=24),
     "760M": ModelPreset(hidden_size=1536, num_layers=24),
-    "1.5B": ModelPreset(hidden_size=1600, num_layers=48, head_dim=64),
+    "1.5B": ModelPreset(hidden_size=1792, num_layers=36, head_dim=64, intermediate_size=4864),
     # Tiny CPU sizes (~0.1M-2M parameters with a 2k-token vocabulary). tiny-1..4 differ only in depth so
     # that the embedded study's four sizes train in minutes on 2 CPU cores.
     "tiny-1": ModelPreset(hidden_size=64, num_layers=1, head_dim=32, vocab_size=2048, max_position_embeddings=256),

@@ -60,6 +60,17 @@ def _check_quantizers(cfg, size: str, model) -> None:
                 raise ConfigError(f"ptq[{i}].granularity", exc.problem, exc.fix) from None
 
 
+def _on_any_machine(targs: dict) -> dict:
+    """The config is loaded wherever the study is planned or launched from (``--plan`` and ``--print-commands``
+    on a login node without GPUs): the values are checked here, the hardware (bf16/fp16 need an accelerator)
+    when each run trains on its node."""
+    import torch
+
+    if torch.cuda.is_available() or not (targs.get("bf16") is True or targs.get("fp16") is True):
+        return targs
+    return {**targs, "bf16": False, "fp16": False}
+
+
 def _check_training(cfg) -> None:
     """Build each run's training arguments as the training stage will (one size: they differ only in dirs)."""
     from ..config import build_dataclasses
@@ -77,7 +88,7 @@ def _check_training(cfg) -> None:
             grid = cfg.lr_grid.get(opt) or [None]
             # A QAT run's lr is the sweep's winner, known after training: any grid value stands for it here.
             _, targs = train_arguments(cfg, spec, lr=grid[0])
-            build_dataclasses((OptQuantTrainingArguments,), {}, targs, where="train_overrides")
+            build_dataclasses((OptQuantTrainingArguments,), {}, _on_any_machine(targs), where="train_overrides")
 
 
 def _check_tasks(cfg) -> None:
