@@ -17,6 +17,10 @@ ENVIRONMENT_EXIT = 3
 INTERNAL_EXIT = 1  # a bug of hf_optquant: one line, the traceback with -v
 
 
+def _one_line(subject: str, problem: str, fix: str | None) -> str:
+    return f"{subject}: {problem}" + (f" (fix: {fix})" if fix else "")
+
+
 class ConfigError(ValueError):
     """Bad user input: ``field`` is what is wrong, ``fix`` says what to do instead."""
 
@@ -24,10 +28,7 @@ class ConfigError(ValueError):
         self.field = field
         self.problem = problem
         self.fix = fix
-        msg = f"{field}: {problem}"
-        if fix:
-            msg += f" (fix: {fix})"
-        super().__init__(msg)
+        super().__init__(_one_line(field, problem, fix))
 
 
 class EnvironmentFailure(OSError):
@@ -37,10 +38,7 @@ class EnvironmentFailure(OSError):
         self.path = str(path)
         self.cause = cause
         self.fix = fix
-        msg = f"{self.path}: {cause}"
-        if fix:
-            msg += f" (fix: {fix})"
-        super().__init__(msg)
+        super().__init__(_one_line(self.path, cause, fix))
 
     def __str__(self) -> str:  # OSError's own __str__ would format errno/strerror
         return self.args[0]

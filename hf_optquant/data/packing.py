@@ -1,7 +1,6 @@
 """Load text splits (PTB default, any ``datasets`` name, or local files) and pack them into blocks."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,7 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["load_text_splits", "pack_tokens", "build_lm_datasets", "packed_key", "cached_blocks", "BlockDataset"]
+__all__ = ["load_text_splits", "pack_tokens", "build_lm_datasets", "BlockDataset"]
 
 
 def load_text_splits(dataset: str = "ptb", *, dataset_config: str | None = None,
@@ -103,35 +102,3 @@ def build_lm_datasets(tokenizer, splits: dict[str, list[str]], block_size: int, 
     return train, val, test
 
 
-def packed_key(dataset: str, split: str, block_size: int, *, max_tokens: int | None = None,
-               dataset_config: str | None = None, text_column: str = "text") -> str:
-    """The :func:`cached_blocks` key of one packed split: readable, plus a hash of everything that changes the
-    blocks (two files of the same name, or two configs of one Hub dataset, must not share a cache)."""
-    import hashlib
-    import json
-
-    source = os.path.abspath(dataset) if Path(dataset).exists() else dataset
-    ident = json.dumps([source, dataset_config, text_column, split, block_size, max_tokens])
-    digest = hashlib.sha1(ident.encode()).hexdigest()[:10]
-    return f"{Path(dataset).name}-{split}-{block_size}-{max_tokens}-{digest}"
-
-
-def cached_blocks(cache_dir: str | os.PathLike | None, key: str, make) -> torch.Tensor:
-    """``make()`` once, then from ``cache_dir/packed-<key>.pt`` (written atomically).
-
-    A study tokenizes its corpus once instead of once per run.
-    """
-    import io
-
-    from ..io import atomic_write_bytes
-
-    if cache_dir is None:
-        return make()
-    path = Path(cache_dir) / f"packed-{key}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=True)
-    blocks = make()
-    buf = io.BytesIO()
-    torch.save(blocks, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return blocks
