@@ -60,8 +60,7 @@ def _get(model, path):
 
 def model_stages(model, qmodel) -> tuple[list[tuple[str, torch.nn.Module, torch.nn.Module]], int]:
     """``([(name, clean, quant)], number of decoder blocks)``: decoder blocks, final norm, LM head."""
-    from ..ptq import decoder_blocks
-    from ..ptq.calibrate import FINAL_NORM_PATHS
+    from ..models.anatomy import FINAL_NORM_PATHS, decoder_blocks
 
     path, blocks = decoder_blocks(model)
     _, qblocks = decoder_blocks(qmodel)
@@ -77,7 +76,7 @@ def model_stages(model, qmodel) -> tuple[list[tuple[str, torch.nn.Module, torch.
 
 
 def _block_inputs(model, block, ids) -> tuple[torch.Tensor, dict]:
-    from ..ptq.calibrate import capture_block_inputs
+    from ..models.capture import capture_block_inputs
 
     (args, kwargs), = capture_block_inputs(model, block, ids, batch_size=ids.shape[0])
     if len(args) > 1:
@@ -99,7 +98,7 @@ def _check_stages_reproduce(model, ids, logits) -> None:
         raise ConfigError("model", f"the diagnosis's block-by-block forward does not reproduce this model's "
                           f"logits (max difference {err:.3g}): it has a step between the decoder blocks and the "
                           "logits that hf_optquant does not know", "use a Llama/OLMo/Qwen/Mistral/GPT-2/NeoX-style "
-                          "causal LM, or add its final-norm path to hf_optquant.ptq.calibrate.FINAL_NORM_PATHS")
+                          "causal LM, or add its final-norm path to hf_optquant.models.anatomy.FINAL_NORM_PATHS")
 
 
 def _loss(logits, ids) -> tuple[float, int]:
@@ -220,7 +219,8 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     ``outliers``: where MMR and kurtosis are measured (residual, the paper's; linear; both; none)."""
     from ..io import atomic_dir
     from ..models.anatomy import conv1d_to_linear
-    from ..ptq import PTQConfig, calibration_ids, load_causal_lm, quantize_model
+    from ..models.loading import load_causal_lm
+    from ..ptq import PTQConfig, calibration_ids, quantize_model
     from .plots import plot_abc, plot_mmr
 
     # Everything that can be checked before loading weights is checked first.

@@ -49,8 +49,8 @@ def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
     from ..data.blocks import store_blocks
     from ..eval import evaluate_loss
     from ..eval.harness import zero_shot
+    from ..models.loading import load_causal_lm
     from ..ptq import PTQConfig, quantize_model
-    from ..ptq.run import load_causal_lm
 
     cl = read_json(analysis_dir(cfg) / f"common_loss_{spec.size}.json")
     ckpt = cl_checkpoint(cfg, spec, cl["value"])
