@@ -1,7 +1,6 @@
 """Publishing to the Hugging Face Hub: model cards, the results dataset, scaling-fit cards."""
 from .bundle import Bundle, build_model_bundle, build_study_bundle
 from .cards import (
-                    PAPER_RHO,
                     checkpoint_card,
                     dataset_card,
                     eval_results_from,
@@ -27,7 +26,6 @@ __all__ = [
     "dataset_card",
     "scaling_section",
     "eval_results_from",
-    "PAPER_RHO",
     "RESULTS_SCHEMA",
     "Column",
     "normalize_results",

@@ -10,22 +10,12 @@ from __future__ import annotations
 import math
 
 from ..errors import ConfigError
+from ..paper import CITATION, PAPER_ARXIV, PAPER_RHO
 from ..resources import resource_text
 
-__all__ = ["PAPER_RHO", "PAPER_ARXIV", "CITATION", "fmt", "eval_results_from",
+__all__ = ["fmt", "eval_results_from",
            "full_precision_card", "qat_card", "checkpoint_card", "dataset_card", "scaling_section", "load_snippet"]
 
-PAPER_ARXIV = "2509.23500"
-# Fitted rho for 4-bit QAT in the paper (docs/method.md section 8), shown beside ours.
-PAPER_RHO = {"adamw": 0.863, "muon": 0.852, "psgd": 0.739, "scion": 0.856, "shampoo": 0.879, "soap": 0.822}
-CITATION = """@inproceedings{vlassis2026beyond,
-  title     = {Beyond Outliers: A Study of Optimizers Under Quantization},
-  author    = {Vlassis and Ashkboos and Volkova and Hoefler and Alistarh},
-  booktitle = {International Conference on Learning Representations (ICLR)},
-  year      = {2026},
-  eprint    = {2509.23500},
-  archivePrefix = {arXiv}
-}"""
 NOT_RECORDED = "not recorded"
 
 # lm-eval task -> (Hub dataset id, display name, dataset config) for the model-index.

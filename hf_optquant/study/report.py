@@ -7,27 +7,12 @@ from importlib import metadata
 from pathlib import Path
 
 from ..io import atomic_write_text
+from ..paper import PAPER_CORRELATIONS, PAPER_FP_ACC, PAPER_PTQ_ACC, PAPER_QAT_DROP, PAPER_RHO
 from .analysis import load_records
 from .common_loss import selected_fp_run
 from .config import StudyConfig
-from .fits import PAPER_CORRELATIONS, PAPER_RHO
 
 __all__ = ["write_report", "results_frame"]
-
-PAPER_PTQ_ACC = {  # W4A4 RTN at CL, mean zero-shot accuracy % (docs/method.md section 4)
-    "350M": {"adamw": 49.23, "muon": 47.42, "psgd": 50.09, "scion": 49.80, "shampoo": 53.93, "soap": 49.08},
-    "760M": {"adamw": 59.22, "muon": 50.00, "psgd": 52.11, "scion": 53.74, "shampoo": 59.26, "soap": 46.22},
-    "1.5B": {"adamw": 62.51, "muon": 47.75, "shampoo": 63.88},
-}
-PAPER_QAT_DROP = {  # relative accuracy drop % of QAT vs full precision (docs/method.md section 5)
-    "350M": {"adamw": -3.43, "muon": -4.98, "shampoo": -2.64},
-    "760M": {"adamw": -2.63, "muon": -3.57, "shampoo": -0.46},
-    "1.5B": {"adamw": -1.63, "muon": -2.11, "shampoo": -1.20},
-}
-PAPER_FP_ACC = {"350M": {"adamw": 56.58, "muon": 58.08, "shampoo": 56.51},
-                "760M": {"adamw": 63.90, "muon": 64.63, "shampoo": 63.05},
-                "1.5B": {"adamw": 67.93, "muon": 69.19, "shampoo": 68.16}}
-
 
 def _f(v, digits=4):
     if v is None or (isinstance(v, float) and math.isnan(v)):
