@@ -120,6 +120,7 @@ TRAIN_YAML = {
     "qat_w1": {"qat": {"w_bits": 1}},
     "qat_key": {"qat": {"wbits": 4}},
     "unknown": {"max_stepz": 3},
+    "data_key": {"data": {"text_colum": "body"}},
     "optkw_list": {"optimizer_kwargs": [1, 2]},
     "eval_no_cl": {"eval_strategy": False, "save_at_eval_loss": 4.0},
     "model_missing": {"model": "/nonexistent/model"},
@@ -229,7 +230,7 @@ CASES = [
     ("yaml-dir", ["train", "{fx}/yaml"], 2, ["config"]),
     *[(f"yaml-{k}", ["train", f"{{fx}}/yaml/train_{k}.yaml"], 2, [w]) for k, w in (
         ("bs0", "per_device_train_batch_size"), ("lr_str", "learning_rate"), ("qat_list", "qat"),
-        ("qat_w1", "qat.w_bits"), ("qat_key", "qat.wbits"), ("unknown", "max_stepz"),
+        ("qat_w1", "qat.w_bits"), ("qat_key", "qat.wbits"), ("unknown", "max_stepz"), ("data_key", "data.text_colum"),
         ("optkw_list", "optimizer_kwargs"), ("eval_no_cl", "eval_strategy"), ("model_missing", "model"))],
     # ---- ptq
     ("ptq-seq0", ["ptq", M, "--out", "q", "--method", "gptq", "--seq-len", "0"], 2, ["seq_len"]),
@@ -349,7 +350,8 @@ CASES = [
         ("lr_override", ["learning_rate"]), ("optkw", ["betaz"]), ("lr_grid_empty", ["lr_grid.adamw"]),
         ("lr_grid_neg", ["lr_grid.adamw"]), ("block512", ["block_size"]), ("budget", ["tokens_per_param"]),
         ("optimizer", ["optimizers"]), ("size", ["sizes"]), ("precision", ["precisions"]),
-        ("fit_form", ["fit_form"]), ("overrides_list", ["train_overrides"]), ("unknown", ["optimizerz"]))],
+        ("fit_form", ["fit_form"]), ("overrides_list", ["train_overrides"]),
+        ("unknown", ["optimizerz", "did you mean 'optimizers'"]))],
     ("study-run-unknown", ["study", "{fx}/yaml/study_ok.yaml", "--run", "nosuch"], 2, ["run", "nosuch"]),
     ("study-set-unknown", ["study", "{fx}/yaml/study_ok.yaml", "--set", "nosuch=1", "--print-commands"], 2,
      ["nosuch"]),
