@@ -217,7 +217,7 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     """Diagnose a saved model under ``PTQConfig(method, w_bits, a_bits, granularity)``; writes ``out_dir``
     (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the summary.
     ``outliers``: where MMR and kurtosis are measured (residual, the paper's; linear; both; none)."""
-    from ..io import atomic_dir
+    from ..io import OUT_EXISTS_FIX, atomic_dir, refuse_existing_output
     from ..models.anatomy import conv1d_to_linear
     from ..models.loading import load_causal_lm
     from ..ptq import PTQConfig, calibration_ids, quantize_model
@@ -226,11 +226,7 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     # Everything that can be checked before loading weights is checked first.
     cfg = PTQConfig(method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity)
     _check_outliers(outliers)
-    if Path(out_dir).exists() and not overwrite:
-        raise ConfigError("out", f"{out_dir} already exists", "choose a new --out or pass --overwrite")
-    from ..io import check_output_path
-
-    check_output_path(out_dir)
+    refuse_existing_output(out_dir, overwrite=overwrite, fix=OUT_EXISTS_FIX)
     if not Path(str(model_dir)).exists() and str(model_dir).count("/") != 1:
         raise ConfigError("model", f"{model_dir} does not exist", "give a model dir or a Hub repo id")
     if blocks is None and (isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1):
@@ -259,7 +255,7 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
 
     from ..io import atomic_write_json
 
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, fix=OUT_EXISTS_FIX) as tmp:
         layers = pd.DataFrame(res["layers"])
         layers.to_parquet(tmp / "layers.parquet", index=False)
         layers.to_csv(tmp / "layers.csv", index=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
+from ..io import OUT_EXISTS_FIX, refuse_existing_output
 from ..models.loading import load_causal_lm
 from .apply import quantize_model
 from .config import PTQConfig
@@ -48,12 +49,8 @@ def run_ptq(model_path: str, out_dir: str, cfg: PTQConfig, *, calibration: str =
     """Load, quantize (RTN or GPTQ) and save a compressed-tensors checkpoint with its record."""
     from ..models.limits import check_sequence_length
 
-    if Path(out_dir).exists() and not overwrite:
-        raise ConfigError("out", f"{out_dir} already exists", "choose a new --out or pass --overwrite")
+    refuse_existing_output(out_dir, overwrite=overwrite, fix=OUT_EXISTS_FIX)
     check_sequence_length(model_path, seq_len, "seq_len")
-    from ..io import check_output_path
-
-    check_output_path(out_dir)
     if cfg.method == "gptq" and (isinstance(n_calibration, bool) or n_calibration <= 0):
         raise ConfigError("n_calibration", f"the calibration set is empty (n={n_calibration})",
                           "use --n-calibration 128")
