@@ -291,7 +291,7 @@ def dataset_card(*, repo_id: str, df, data_path: str, scaling: str, report_file:
     """The results dataset's card: what the rows are, how they were made, the schema, the fits."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from .schema import schema_markdown
+    from ..results import schema_markdown
 
     optimizers = sorted(df["optimizer"].dropna().unique().tolist())
     studies = sorted(df["study"].dropna().unique().tolist())

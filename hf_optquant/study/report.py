@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..io import atomic_write_text
 from ..paper import PAPER_CORRELATIONS, PAPER_FP_ACC, PAPER_PTQ_ACC, PAPER_QAT_DROP, PAPER_RHO
+from ..results import normalize_results
 from .analysis import load_records
 from .common_loss import selected_fp_run
 from .config import StudyConfig
@@ -39,7 +40,7 @@ def _winners(cfg: StudyConfig, pick, key) -> str:
     return ", ".join(f"{size}: **{pick(cfg.optimizers, key=lambda o: key(o, size))}**" for size in cfg.sizes)
 
 
-# Results table: one row per run in the schema of hf_optquant.hub.schema.
+# Results table: one row per run in the schema of hf_optquant.results.
 
 def _base_row(cfg: StudyConfig, opt: str, size: str, run: dict, version: str) -> dict:
     """The columns every row of a training run shares, from its ``run.json``."""
@@ -82,7 +83,7 @@ def _qat_row(cfg: StudyConfig, rec: dict, opt: str, size: str, base: dict) -> di
 
 
 def results_frame(cfg: StudyConfig, rec: dict):
-    """Rows in the Hub results schema (hf_optquant.hub.schema): FP final, PTQ at CL, QAT."""
+    """Rows in the results schema (hf_optquant.results): FP final, PTQ at CL, QAT."""
     import pandas as pd
 
     version = metadata.version("hf_optquant")
@@ -93,14 +94,7 @@ def results_frame(cfg: StudyConfig, rec: dict):
             rows += _full_precision_rows(cfg, rec, opt, size, base)
         else:
             rows.append(_qat_row(cfg, rec, opt, size, base))
-    df = pd.DataFrame(rows)
-    try:
-        from ..hub.schema import normalize_results
-
-        df = normalize_results(df, source="study results")
-    except ImportError:
-        pass
-    return df
+    return normalize_results(pd.DataFrame(rows), source="study results")
 
 
 # Plots: each draws one figure from the records and returns the file names it wrote.
@@ -295,7 +289,7 @@ def _plots_section(plots: list[str]) -> list[str]:
 
 
 def _files_section() -> list[str]:
-    return ["## Files", "", "- `results.parquet`: one row per run (schema: hf_optquant/hub/schema.py)",
+    return ["## Files", "", "- `results.parquet`: one row per run (schema: hf_optquant/results.py)",
             "- `runs/`: every training run (HF checkpoints, `run.json`)",
             "- `analysis/`: the records this report is built from", "- `fits/`: scaling points, fit JSON and plot", ""]
 
