@@ -10,7 +10,7 @@ from ..io import atomic_write_text
 from ..paper import PAPER_CORRELATIONS, PAPER_FP_ACC, PAPER_PTQ_ACC, PAPER_QAT_DROP, PAPER_RHO
 from ..results import normalize_results
 from .analysis import load_records
-from .common_loss import selected_fp_run
+from .checkpoint_selection import selected_fp_run
 from .config import StudyConfig
 
 __all__ = ["write_report", "results_frame"]
