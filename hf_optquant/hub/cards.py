@@ -92,7 +92,7 @@ def load_snippet(repo_id: str, *, with_tokenizer: bool) -> str:
     return "\n".join(lines)
 
 
-def _kv(d: dict | None) -> list[tuple[str, str]]:
+def _key_value_rows(d: dict | None) -> list[tuple[str, str]]:
     return [(str(k), card_text(v) if not isinstance(v, (dict, list)) else str(v)) for k, v in sorted((d or {}).items())]
 
 
@@ -146,8 +146,17 @@ def _training_rows(run: dict) -> dict | None:
         "common_loss": (f"validation loss {card_text(cl.get('eval_loss'))} "
                         f"(threshold {card_text(cl.get('threshold'))}) at step {card_text(cl.get('step'))}"
                         if cl else "none (final weights)"),
-        "hparams": _kv(hparams) or [("(preset defaults)", "see hf_optquant.optim presets")],
+        "hparams": _key_value_rows(hparams) or [("(preset defaults)", "see hf_optquant.optim presets")],
     }
+
+
+def _architecture(config: dict, run: dict) -> dict:
+    """The architecture table: the model's ``config.json`` and the parameter counts of its ``run.json``."""
+    return {"model_type": card_text(config.get("model_type")), "layers": card_text(config.get("num_hidden_layers")),
+            "hidden": card_text(config.get("hidden_size")), "heads": card_text(config.get("num_attention_heads")),
+            "vocab": card_text(config.get("vocab_size")), "size": card_text(run.get("model_size")),
+            "n_params": card_text(run.get("n_params")),
+            "n_params_non_embedding": card_text(run.get("n_params_non_embedding"))}
 
 
 def _model_card(*, repo_id: str, config: dict, run: dict | None, eval_json: dict | None, has_tokenizer: bool,
@@ -167,16 +176,12 @@ def _model_card(*, repo_id: str, config: dict, run: dict | None, eval_json: dict
     ctx = dict(
         title=title, summary=summary, precision=precision, needs_compressed_tensors=quant is not None,
         load_snippet=load_snippet(repo_id, with_tokenizer=has_tokenizer),
-        arch={"model_type": card_text(config.get("model_type")), "layers": card_text(config.get("num_hidden_layers")),
-              "hidden": card_text(config.get("hidden_size")), "heads": card_text(config.get("num_attention_heads")),
-              "vocab": card_text(config.get("vocab_size")), "size": card_text(run.get("model_size")),
-              "n_params": card_text(run.get("n_params")),
-              "n_params_non_embedding": card_text(run.get("n_params_non_embedding"))},
+        arch=_architecture(config, run),
         training=_training_rows(run),
         training_missing="No training record (`run.json`) was found for this model, so its optimizer and "
                          "budget are not stated here.",
-        qat=_kv(qat) if qat else None,
-        ptq=_kv({k: v for k, v in quant.items() if k != "quantized_modules"}) if quant else None,
+        qat=_key_value_rows(qat) if qat else None,
+        ptq=_key_value_rows({k: v for k, v in quant.items() if k != "quantized_modules"}) if quant else None,
         eval_rows=_eval_rows(eval_json),
         eval_missing="This model was published without an `eval.json`; run `hf-optquant eval` on it and "
                      "publish again to add its results.",
@@ -255,6 +260,34 @@ def _interval(ci) -> str:
     return ""
 
 
+def _fit_block(file: str, fit: dict, plots: list[str]) -> dict:
+    """One fit file's tables for the scaling template: parameters with intervals, then rho per precision."""
+    if not isinstance(fit, dict) or not all(isinstance(v, dict) and isinstance(v.get("params"), dict)
+                                            for v in fit.values()):
+        raise ConfigError(file, "is not {optimizer: {form, params, ci, loo_rmse, n_points}}",
+                          "write it with `hf-optquant fit`")
+    names = sorted({k for v in fit.values() for k in v["params"] if k != "rho"},
+                   key=lambda k: (_PARAM_ORDER.index(k) if k in _PARAM_ORDER else len(_PARAM_ORDER), k))
+    precisions = sorted({p for v in fit.values() for p in (v["params"].get("rho") or {})})
+    rows, rho_rows = [], []
+    for opt, v in sorted(fit.items()):
+        ci = v.get("ci") or {}
+        rows.append({"optimizer": opt, "loo_rmse": card_text(v.get("loo_rmse")),
+                     "n_points": card_text(v.get("n_points")),
+                     "cells": [card_text(v["params"].get(p)) + _interval(ci.get(p)) if p in v["params"] else "–"
+                               for p in names]})
+        rho = v["params"].get("rho") or {}
+        rho_ci = ci.get("rho") if isinstance(ci.get("rho"), dict) else {}
+        if precisions:
+            rho_rows.append({"optimizer": opt, "paper": card_text(PAPER_RHO.get(opt.lower(), None))
+                             if opt.lower() in PAPER_RHO else "not in the paper",
+                             "cells": [card_text(rho.get(p)) + _interval(rho_ci.get(p)) if p in rho else "–"
+                                       for p in precisions]})
+    forms = sorted({str(v.get("form", "unnamed")) for v in fit.values()})
+    return {"file": file, "form": ", ".join(forms), "params": names, "rows": rows, "precisions": precisions,
+            "rho_rows": rho_rows, "plots": plots}
+
+
 def scaling_section(fits: dict[str, dict], plots: dict[str, list[str]] | None = None) -> str:
     """The scaling-fit part of the results card: parameters with intervals, rho beside the paper's.
 
@@ -263,32 +296,7 @@ def scaling_section(fits: dict[str, dict], plots: dict[str, list[str]] | None = 
     """
     import jinja2
 
-    blocks = []
-    for file, fit in sorted(fits.items()):
-        if not isinstance(fit, dict) or not all(isinstance(v, dict) and isinstance(v.get("params"), dict)
-                                                for v in fit.values()):
-            raise ConfigError(file, "is not {optimizer: {form, params, ci, loo_rmse, n_points}}",
-                              "write it with `hf-optquant fit`")
-        names = sorted({k for v in fit.values() for k in v["params"] if k != "rho"},
-                       key=lambda k: (_PARAM_ORDER.index(k) if k in _PARAM_ORDER else len(_PARAM_ORDER), k))
-        precisions = sorted({p for v in fit.values() for p in (v["params"].get("rho") or {})})
-        rows, rho_rows = [], []
-        for opt, v in sorted(fit.items()):
-            ci = v.get("ci") or {}
-            rows.append({"optimizer": opt, "loo_rmse": card_text(v.get("loo_rmse")),
-                         "n_points": card_text(v.get("n_points")),
-                         "cells": [card_text(v["params"].get(p)) + _interval(ci.get(p)) if p in v["params"] else "–"
-                                    for p in names]})
-            rho = v["params"].get("rho") or {}
-            rho_ci = ci.get("rho") if isinstance(ci.get("rho"), dict) else {}
-            if precisions:
-                rho_rows.append({"optimizer": opt, "paper": card_text(PAPER_RHO.get(opt.lower(), None))
-                                 if opt.lower() in PAPER_RHO else "not in the paper",
-                                 "cells": [card_text(rho.get(p)) + _interval(rho_ci.get(p)) if p in rho else "–"
-                                            for p in precisions]})
-        forms = sorted({str(v.get("form", "unnamed")) for v in fit.values()})
-        blocks.append({"file": file, "form": ", ".join(forms), "params": names, "rows": rows,
-                       "precisions": precisions, "rho_rows": rho_rows, "plots": (plots or {}).get(file, [])})
+    blocks = [_fit_block(file, fit, (plots or {}).get(file, [])) for file, fit in sorted(fits.items())]
     env = jinja2.Environment(keep_trailing_newline=True)
     return env.from_string(resource_text("hub_cards", "scaling_fit.md")).render(fits=blocks).strip()
 
