@@ -9,7 +9,6 @@ from .cards import (
                     scaling_section,
 )
 from .publish import PublishConfig, PublishResult, publish, validate_repo_id
-from .schema import RESULTS_SCHEMA, Column, merge_results, normalize_results, schema_markdown
 from .sources import Source, detect_source
 
 __all__ = [
@@ -26,11 +25,6 @@ __all__ = [
     "dataset_card",
     "scaling_section",
     "eval_results_from",
-    "RESULTS_SCHEMA",
-    "Column",
-    "normalize_results",
-    "merge_results",
-    "schema_markdown",
     "Source",
     "detect_source",
 ]

@@ -18,7 +18,6 @@ stored quantized (loading a tied config would overwrite one of them with the oth
 from __future__ import annotations
 
 import copy
-import logging
 from importlib import metadata
 from pathlib import Path
 
@@ -37,8 +36,6 @@ from ..quant import (
 from .apply import untie_lm_head
 
 __all__ = ["save_compressed_checkpoint", "quantization_scheme", "storage_format"]
-
-logger = logging.getLogger(__name__)
 
 
 def storage_format(w_bits: int, a_bits: int | None, zero_point: float = 0.0, packable: bool = True) -> str:

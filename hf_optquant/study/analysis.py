@@ -5,18 +5,15 @@ when that record exists; the report and results table are built from these recor
 """
 from __future__ import annotations
 
-import logging
 from functools import partial
 from pathlib import Path
 
 from ..io import atomic_write_json, read_json
-from .common_loss import cl_checkpoint, common_loss_for_size, selected_fp_run
+from .checkpoint_selection import cl_checkpoint, common_loss_for_size, selected_fp_run
 from .config import RunSpec, StudyConfig
 from .runs import run_dir
 
 __all__ = ["analysis_steps", "analysis_dir", "load_records"]
-
-logger = logging.getLogger(__name__)
 
 
 def analysis_dir(cfg: StudyConfig) -> Path:
