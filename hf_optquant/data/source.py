@@ -112,7 +112,8 @@ def open_split(cfg: DataConfig, split: str):
     training stream from its start: the documents training holds out (``open_splits``, ``prepare_tokens``)."""
     if cfg.dataset == "ptb":
         if split not in ("train", "validation", "test"):
-            raise ConfigError("split", f"ptb has no {split!r} split (test, train, validation)", "use --split validation")
+            raise ConfigError("split", f"ptb has no {split!r} split (test, train, validation)",
+                              "use --split validation")
         return _PTBSplit(split)
     dsd = _load_streaming(cfg)
     name = split

@@ -36,7 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="GPTQ: columns by decreasing Hessian diagonal (default on; --no-act-order for the plain sweep)")
     p.add_argument("--damp", type=float, default=0.01, help="GPTQ damping (fraction of mean diag H)")
     p.add_argument("--block-size", type=int, default=128, help="GPTQ error-feedback block size")
-    p.add_argument("--calibration", default="ptb", help="GPTQ calibration text (its train split): ptb, a local .txt/.jsonl/.parquet/.csv file or dir, or a Hub dataset")
+    p.add_argument("--calibration", default="ptb",
+                   help="GPTQ calibration text (its train split, streamed): ptb, a local .txt/.jsonl/.parquet/.csv "
+                        "file or dir, or a Hub dataset")
     p.add_argument("--n-calibration", type=int, default=128, help="GPTQ calibration sequences")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per calibration sequence")
     p.add_argument("--seed", type=int, default=0)
