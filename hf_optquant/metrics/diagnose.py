@@ -60,8 +60,7 @@ def _get(model, path):
 
 def model_stages(model, qmodel) -> tuple[list[tuple[str, torch.nn.Module, torch.nn.Module]], int]:
     """``([(name, clean, quant)], number of decoder blocks)``: decoder blocks, final norm, LM head."""
-    from ..ptq import decoder_blocks
-    from ..ptq.calibrate import FINAL_NORM_PATHS
+    from ..models.anatomy import FINAL_NORM_PATHS, decoder_blocks
 
     path, blocks = decoder_blocks(model)
     _, qblocks = decoder_blocks(qmodel)
@@ -77,7 +76,7 @@ def model_stages(model, qmodel) -> tuple[list[tuple[str, torch.nn.Module, torch.
 
 
 def _block_inputs(model, block, ids) -> tuple[torch.Tensor, dict]:
-    from ..ptq.calibrate import capture_block_inputs
+    from ..models.capture import capture_block_inputs
 
     (args, kwargs), = capture_block_inputs(model, block, ids, batch_size=ids.shape[0])
     if len(args) > 1:
@@ -99,7 +98,7 @@ def _check_stages_reproduce(model, ids, logits) -> None:
         raise ConfigError("model", f"the diagnosis's block-by-block forward does not reproduce this model's "
                           f"logits (max difference {err:.3g}): it has a step between the decoder blocks and the "
                           "logits that hf_optquant does not know", "use a Llama/OLMo/Qwen/Mistral/GPT-2/NeoX-style "
-                          "causal LM, or add its final-norm path to hf_optquant.ptq.calibrate.FINAL_NORM_PATHS")
+                          "causal LM, or add its final-norm path to hf_optquant.models.anatomy.FINAL_NORM_PATHS")
 
 
 def _loss(logits, ids) -> tuple[float, int]:
@@ -197,40 +196,36 @@ def _named_linears(model, stages):
 
 
 def _eval_blocks(tok, dataset: str, split: str, n_batches: int, batch_size: int, seq_len: int) -> torch.Tensor:
-    from ..data import pack_tokens
-    from ..data.packing import load_text_splits
+    from ..data.blocks import dataset_blocks
 
     if tok is None:
         raise ConfigError("model", "the model dir has no tokenizer to encode evaluation text",
                           "save the tokenizer with the model (tokenizer.save_pretrained(dir))")
-    splits = load_text_splits(dataset)
-    if split not in splits:
-        raise ConfigError("split", f"{dataset} has no {split!r} split ({sorted(splits)})", "use --split validation")
     need = n_batches * batch_size
-    return pack_tokens(splits[split], tok, seq_len, max_tokens=need * seq_len)[:need]
+    return dataset_blocks(tok, dataset, split=split, block_size=seq_len, max_tokens=need * seq_len, n_blocks=need)
 
 
 def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | None = 4, granularity: str = "row",
                        method: str = "rtn", n_batches: int = 4, seq_len: int = 128, batch_size: int = 4,
                        modules: str = "block", norm: str = "tensor", dataset: str = "ptb",
                        split: str = "validation", blocks: torch.Tensor | None = None, overwrite: bool = False,
-                       progress: bool = True, outliers: str = "residual") -> dict:
+                       progress: bool = True, outliers: str = "residual",
+                       calibration: torch.Tensor | None = None) -> dict:
     """Diagnose a saved model under ``PTQConfig(method, w_bits, a_bits, granularity)``; writes ``out_dir``
     (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the summary.
-    ``outliers``: where MMR and kurtosis are measured (residual, the paper's; linear; both; none)."""
-    from ..io import atomic_dir
+    ``outliers``: where MMR and kurtosis are measured (residual, the paper's; linear; both; none).
+    GPTQ calibrates on ``calibration`` blocks, else on 32 windows of ``dataset``'s training split."""
+    from ..data.blocks import calibration_blocks
+    from ..io import OUT_EXISTS_FIX, atomic_dir, refuse_existing_output
     from ..models.anatomy import conv1d_to_linear
-    from ..ptq import PTQConfig, calibration_ids, load_causal_lm, quantize_model
+    from ..models.loading import load_causal_lm
+    from ..ptq import PTQConfig, quantize_model
     from .plots import plot_abc, plot_mmr
 
     # Everything that can be checked before loading weights is checked first.
     cfg = PTQConfig(method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity)
     _check_outliers(outliers)
-    if Path(out_dir).exists() and not overwrite:
-        raise ConfigError("out", f"{out_dir} already exists", "choose a new --out or pass --overwrite")
-    from ..io import check_output_path
-
-    check_output_path(out_dir)
+    refuse_existing_output(out_dir, overwrite=overwrite, fix=OUT_EXISTS_FIX)
     if not Path(str(model_dir)).exists() and str(model_dir).count("/") != 1:
         raise ConfigError("model", f"{model_dir} does not exist", "give a model dir or a Hub repo id")
     if blocks is None and (isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1):
@@ -250,7 +245,9 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     conv1d_to_linear(model)  # GPT-2: the float and quantized models then pair up layer by layer as nn.Linear
     if blocks is None:
         blocks = _eval_blocks(tok, dataset, split, n_batches, batch_size, seq_len)
-    calib = calibration_ids(tok, "ptb", 32, seq_len) if method == "gptq" else None
+    calib = None
+    if method == "gptq":
+        calib = calibration if calibration is not None else calibration_blocks(tok, dataset, 32, seq_len)
     qmodel, _ = quantize_model(model, cfg, calibration=calib)
     res = diagnose_models(model, qmodel, blocks, batch_size=batch_size, modules=modules, norm=norm,
                           progress=progress, outliers=outliers)
@@ -259,7 +256,7 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
 
     from ..io import atomic_write_json
 
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, fix=OUT_EXISTS_FIX) as tmp:
         layers = pd.DataFrame(res["layers"])
         layers.to_parquet(tmp / "layers.parquet", index=False)
         layers.to_csv(tmp / "layers.csv", index=False)

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_key_error
 from ..quant import Granularity, parse_granularity, validate_bits
 from .hadamard import is_power_of_two
 
@@ -100,9 +99,7 @@ class QATConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in d:
             if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"use {', '.join(names)}"
-                raise ConfigError(f"qat.{key}", "unknown key", hint)
+                raise unknown_key_error(key, names, field=f"qat.{key}")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,18 +5,15 @@ when that record exists; the report and results table are built from these recor
 """
 from __future__ import annotations
 
-import logging
 from functools import partial
 from pathlib import Path
 
 from ..io import atomic_write_json, read_json
-from .common_loss import cl_checkpoint, common_loss_for_size, selected_fp_run
+from .checkpoint_selection import cl_checkpoint, common_loss_for_size, selected_fp_run
 from .config import RunSpec, StudyConfig
 from .runs import run_dir
 
 __all__ = ["analysis_steps", "analysis_dir", "load_records"]
-
-logger = logging.getLogger(__name__)
 
 
 def analysis_dir(cfg: StudyConfig) -> Path:
@@ -37,20 +34,27 @@ def _study_store(cfg: StudyConfig, tokenizer):
 
 
 def _eval_blocks(cfg: StudyConfig, tokenizer):
-    from ..data.blocks import store_blocks
+    from ..data.blocks import dataset_blocks
 
     # The validation blocks the runs were evaluated on during training, from the study's token shards.
-    return store_blocks(_study_store(cfg, tokenizer), "validation", cfg.block_size,
-                        max_tokens=cfg.max_eval_tokens).blocks
+    return dataset_blocks(tokenizer, _study_store(cfg, tokenizer), split="validation", block_size=cfg.block_size,
+                          max_tokens=cfg.max_eval_tokens)
+
+
+def _calibration_blocks(cfg: StudyConfig, tokenizer):
+    from ..data.blocks import dataset_blocks
+
+    # GPTQ calibrates on the study's own training text (its first 32 blocks), not on another corpus.
+    return dataset_blocks(tokenizer, _study_store(cfg, tokenizer), split="train", block_size=cfg.block_size,
+                          max_tokens=32 * cfg.block_size)
 
 
 def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
     """Quantize the run at its Common-Loss checkpoint with every PTQ setting; evaluate both."""
-    from ..data.blocks import store_blocks
     from ..eval import evaluate_loss
     from ..eval.harness import zero_shot
+    from ..models.loading import load_causal_lm
     from ..ptq import PTQConfig, quantize_model
-    from ..ptq.run import load_causal_lm
 
     cl = read_json(analysis_dir(cfg) / f"common_loss_{spec.size}.json")
     ckpt = cl_checkpoint(cfg, spec, cl["value"])
@@ -67,9 +71,7 @@ def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
     for block in cfg.ptq:
         pcfg = PTQConfig(method=block.method, w_bits=block.w_bits, a_bits=block.a_bits,
                          granularity=block.granularity)
-        # GPTQ calibrates on the study's own training text (its first 32 blocks), not on another corpus.
-        calib = store_blocks(_study_store(cfg, tok), "train", cfg.block_size, max_tokens=32 * cfg.block_size
-                             ).blocks if block.method == "gptq" else None
+        calib = _calibration_blocks(cfg, tok) if block.method == "gptq" else None
         qmodel, _ = quantize_model(model, pcfg, calibration=calib)
         q = quality(qmodel)
         q["delta_val_loss"] = q["val_loss"] - rec["fp"]["val_loss"]
@@ -94,7 +96,8 @@ def _diagnose(cfg: StudyConfig, spec: RunSpec) -> dict:
                                  a_bits=block.a_bits,
                                  granularity=block.granularity, n_batches=cfg.diagnose_batches,
                                  seq_len=cfg.block_size, blocks=blocks, overwrite=True, progress=False,
-                                 outliers=cfg.diagnose_outliers)
+                                 outliers=cfg.diagnose_outliers,
+                                 calibration=_calibration_blocks(cfg, tok) if block.method == "gptq" else None)
     return {"available": True, **summary}
 
 
