@@ -210,12 +210,12 @@ def _eval_blocks(tok, dataset: str, split: str, n_batches: int, batch_size: int,
     return pack_tokens(splits[split], tok, seq_len, max_tokens=need * seq_len)[:need]
 
 
-def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | None = 4, granularity: str = "row",
-                       method: str = "rtn", n_batches: int = 4, seq_len: int = 128, batch_size: int = 4,
+def diagnose_model_dir(model_dir, out_dir, ptq=None, *, n_batches: int = 4, seq_len: int = 128, batch_size: int = 4,
                        modules: str = "block", norm: str = "tensor", dataset: str = "ptb",
                        split: str = "validation", blocks: torch.Tensor | None = None, overwrite: bool = False,
                        progress: bool = True, outliers: str = "residual") -> dict:
-    """Diagnose a saved model under ``PTQConfig(method, w_bits, a_bits, granularity)``; writes ``out_dir``
+    """Diagnose a saved model under the PTQ setting ``ptq`` (a :class:`~hf_optquant.ptq.PTQConfig`, or its
+    flat keys as a dict; default ``PTQConfig()``: RTN W4A4, row scales); writes ``out_dir``
     (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the summary.
     ``outliers``: where MMR and kurtosis are measured (residual, the paper's; linear; both; none)."""
     from ..io import atomic_dir
@@ -224,7 +224,7 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     from .plots import plot_abc, plot_mmr
 
     # Everything that can be checked before loading weights is checked first.
-    cfg = PTQConfig(method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity)
+    cfg = PTQConfig.from_dict(ptq) if ptq is not None else PTQConfig()
     _check_outliers(outliers)
     if Path(out_dir).exists() and not overwrite:
         raise ConfigError("out", f"{out_dir} already exists", "choose a new --out or pass --overwrite")
@@ -250,7 +250,7 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     conv1d_to_linear(model)  # GPT-2: the float and quantized models then pair up layer by layer as nn.Linear
     if blocks is None:
         blocks = _eval_blocks(tok, dataset, split, n_batches, batch_size, seq_len)
-    calib = calibration_ids(tok, "ptb", 32, seq_len) if method == "gptq" else None
+    calib = calibration_ids(tok, "ptb", 32, seq_len) if cfg.method == "gptq" else None
     qmodel, _ = quantize_model(model, cfg, calibration=calib)
     res = diagnose_models(model, qmodel, blocks, batch_size=batch_size, modules=modules, norm=norm,
                           progress=progress, outliers=outliers)

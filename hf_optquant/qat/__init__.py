@@ -1,5 +1,13 @@
 """Quantization-aware training: QuEST (the paper's) and RTN fake quantization for any HF causal LM."""
-from .config import AUTO_TARGET, DEFAULT_TARGETS, LLAMA_TARGETS, QUANTIZERS, QATConfig, pattern_matches
+from .config import (
+    AUTO_TARGET,
+    DEFAULT_TARGETS,
+    LLAMA_TARGETS,
+    QUANTIZERS,
+    QATConfig,
+    qat_record,
+    read_qat_record,
+)
 from .convert import QUEST_FORMS, convert_qat, deployed_qweights, load_qat_run, quest_deployed_weight
 from .deploy import QuestLinear, load_quest, quest_transform_config, quest_weight_codes
 from .hadamard import block_hadamard, hadamard_matrix
@@ -22,7 +30,6 @@ __all__ = [
     "AUTO_TARGET",
     "LLAMA_TARGETS",
     "QUANTIZERS",
-    "pattern_matches",
     "prepare_qat",
     "convert_qat",
     "load_qat_run",

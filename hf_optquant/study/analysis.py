@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from ..io import atomic_write_json, read_json
+from ..qat.config import qat_record, read_qat_record
 from .common_loss import cl_checkpoint, common_loss_for_size, selected_fp_run
 from .config import RunSpec, StudyConfig
 from .runs import run_dir
@@ -49,7 +50,7 @@ def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
     from ..data.blocks import store_blocks
     from ..eval import evaluate_loss
     from ..eval.harness import zero_shot
-    from ..ptq import PTQConfig, quantize_model
+    from ..ptq import quantize_model
     from ..ptq.run import load_causal_lm
 
     cl = read_json(analysis_dir(cfg) / f"common_loss_{spec.size}.json")
@@ -64,17 +65,15 @@ def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
         return r
 
     rec = {"run_id": spec.run_id, "common_loss": cl["value"], "checkpoint": ckpt, "fp": quality(model), "ptq": {}}
-    for block in cfg.ptq:
-        pcfg = PTQConfig(method=block.method, w_bits=block.w_bits, a_bits=block.a_bits,
-                         granularity=block.granularity)
+    for pcfg in cfg.ptq:
         # GPTQ calibrates on the study's own training text (its first 32 blocks), not on another corpus.
         calib = store_blocks(_study_store(cfg, tok), "train", cfg.block_size, max_tokens=32 * cfg.block_size
-                             ).blocks if block.method == "gptq" else None
+                             ).blocks if pcfg.method == "gptq" else None
         qmodel, _ = quantize_model(model, pcfg, calibration=calib)
         q = quality(qmodel)
         q["delta_val_loss"] = q["val_loss"] - rec["fp"]["val_loss"]
         q["relative_val_loss"] = q["delta_val_loss"] / rec["fp"]["val_loss"]
-        rec["ptq"][block.tag] = {"config": pcfg.to_dict(), **q}
+        rec["ptq"][pcfg.tag] = {"config": pcfg.to_dict(), **q}
     return rec
 
 
@@ -83,16 +82,13 @@ def _diagnose(cfg: StudyConfig, spec: RunSpec) -> dict:
     from ..metrics import diagnose_model_dir
 
     ptq_rec = read_json(analysis_dir(cfg) / spec.run_id / "ptq.json")
-    block = cfg.ptq[0]
     out = analysis_dir(cfg) / spec.run_id / "diagnose"
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(ptq_rec["checkpoint"]["path"])
     # The study's validation blocks (the runs' own corpus, read from its token shards).
     blocks = _eval_blocks(cfg, tok)[: cfg.diagnose_batches * 4]
-    summary = diagnose_model_dir(ptq_rec["checkpoint"]["path"], out, method=block.method, w_bits=block.w_bits,
-                                 a_bits=block.a_bits,
-                                 granularity=block.granularity, n_batches=cfg.diagnose_batches,
+    summary = diagnose_model_dir(ptq_rec["checkpoint"]["path"], out, cfg.ptq[0], n_batches=cfg.diagnose_batches,
                                  seq_len=cfg.block_size, blocks=blocks, overwrite=True, progress=False,
                                  outliers=cfg.diagnose_outliers)
     return {"available": True, **summary}
@@ -104,7 +100,7 @@ def _qat(cfg: StudyConfig, spec: RunSpec) -> dict:
     fp = read_json(run_dir(cfg, selected_fp_run(cfg, spec.optimizer, spec.size)) / "run.json")
     loss, fp_loss = rec["final_eval_loss"], fp["final_eval_loss"]
     return {"run_id": spec.run_id, "val_loss": loss, "fp_val_loss": fp_loss, "delta_val_loss": loss - fp_loss,
-            "relative_val_loss": (loss - fp_loss) / fp_loss, "qat": rec.get("qat")}
+            "relative_val_loss": (loss - fp_loss) / fp_loss, "qat": qat_record(read_qat_record(rec))}
 
 
 def _fp_step(cfg: StudyConfig, kind: str, opt: str, size: str) -> None:

@@ -7,6 +7,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..io import atomic_write_text
+from ..qat.config import read_qat_record
 from .analysis import load_records
 from .common_loss import selected_fp_run
 from .config import StudyConfig
@@ -77,10 +78,10 @@ def results_frame(cfg: StudyConfig, rec: dict):
                              "r_l": diag.get("r_l")})
         else:
             q = rec["qat"][(opt, size)]
-            qat = q.get("qat") or {}
+            qat = read_qat_record(run)
             rows.append({**base, "run_id": f"{cfg.name}/{opt}-{size}-qat", "precision": "qat",
-                         "method": f"{qat.get('quantizer', 'quest')}-qat", "w_bits": qat.get("w_bits"),
-                         "a_bits": qat.get("a_bits"), "granularity": qat.get("granularity"),
+                         "method": f"{qat.quantizer}-qat", "w_bits": qat.scheme.w_bits,
+                         "a_bits": qat.scheme.a_bits, "granularity": qat.scheme.granularity,
                          "val_loss": q["val_loss"], "val_ppl": math.exp(q["val_loss"]),
                          "parent_run_id": f"{cfg.name}/{selected_fp_run(cfg, opt, size).run_id}",
                          "delta_val_loss": q["delta_val_loss"]})
