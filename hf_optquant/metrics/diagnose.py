@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
+from ..quant.scheme import matches_target
 from .decomposition import NORMS
 from .engine import ABCEngine, Stage, outlier_sites
 from .outlier_stats import OUTLIER_METRICS, OUTLIER_SITES, aggregate_layers, weight_stats
@@ -32,7 +33,8 @@ MODULE_SETS = ("block", "default", "linear", "sublayer", "all")  # default = blo
 
 
 def module_selector(modules: str, stage_names: set[str]):
-    """``select(name, module, is_stage)`` for a module set or comma-separated name suffixes."""
+    """``select(name, module, is_stage)`` for a module set or comma-separated name patterns (name suffixes,
+    dotted suffixes, ``re:REGEX``: :func:`hf_optquant.quant.scheme.matches_target`)."""
     if modules in ("block", "default"):
         return lambda name, m, is_stage: is_stage
     if modules == "linear":
@@ -45,8 +47,8 @@ def module_selector(modules: str, stage_names: set[str]):
         return lambda name, m, is_stage: is_stage or direct_child(name)
     if modules == "all":
         return lambda name, m, is_stage: is_stage or direct_child(name) or isinstance(m, torch.nn.Linear)
-    wanted = {w.strip() for w in modules.split(",") if w.strip()}
-    return lambda name, m, is_stage: name.split(".")[-1] in wanted
+    wanted = [w.strip() for w in modules.split(",") if w.strip()]
+    return lambda name, m, is_stage: any(matches_target(w, name) for w in wanted)
 
 
 def _get(model, path):
