@@ -225,7 +225,7 @@ def bench_abc(a) -> dict:
     return {"size": size, "forward_s": fwd, "abc_s": t, "x_forward": t / fwd}
 
 
-def _f(v, spec):
+def _or_na(v, spec):
     return "n/a" if v is None else format(v, spec)
 
 
@@ -233,8 +233,8 @@ def table(res: dict) -> str:
     lines = [res["machine"], "", f"{'what':<44}{'time s':>10}{'ratio':>9}{'MFU':>8}{'peak MiB':>10}"]
     for r in res["optimizers"]:
         lines.append(f"{'step ' + r['preset'] + ' (' + r['size'] + ') ' + r['optimizer']:<44}{r['step_s']:>10.4f}"
-                     f"{_f(r['x_adamw'], '.2f') + 'x':>9}{_f(r['mfu'] and 100 * r['mfu'], '.1f'):>8}"
-                     f"{_f(r['peak_mib'], '.0f'):>10}")
+                     f"{_or_na(r['x_adamw'], '.2f') + 'x':>9}{_or_na(r['mfu'] and 100 * r['mfu'], '.1f'):>8}"
+                     f"{_or_na(r['peak_mib'], '.0f'):>10}")
     q, g, b = res["qat"], res["gptq"], res["abc"]
     lines.append(f"{'QAT step, QuEST W4A4 vs full precision (' + q['size'] + ')':<44}{q['qat_step_s']:>10.4f}"
                  f"{q['x_fp']:>8.2f}x")

@@ -6,14 +6,13 @@ unknown key is one clear line with the closest valid name.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, unknown_key_error
 
 __all__ = ["load_yaml", "parse_overrides", "build_dataclasses"]
 
@@ -110,9 +109,7 @@ def build_dataclasses(types: tuple[type, ...], config: dict[str, Any], overrides
     names = {f.name: t for t in types for f in dataclasses.fields(t) if f.init}
     for key in data:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "see `hf-optquant train --help` for the fields"
-            raise ConfigError(key, f"unknown key in {where}", hint)
+            raise unknown_key_error(key, names, where=where, fallback_fix="see `hf-optquant train --help` for the fields")
     built = []
     for t in types:
         hints = typing.get_type_hints(t)

@@ -10,7 +10,7 @@ Library callers get normal exceptions whose message names the field (or path) an
 """
 from __future__ import annotations
 
-__all__ = ["ConfigError", "EnvironmentFailure", "USAGE_EXIT", "ENVIRONMENT_EXIT", "INTERNAL_EXIT"]
+__all__ = ["ConfigError", "EnvironmentFailure", "unknown_key_error", "USAGE_EXIT", "ENVIRONMENT_EXIT", "INTERNAL_EXIT"]
 
 USAGE_EXIT = 2
 ENVIRONMENT_EXIT = 3
@@ -42,3 +42,15 @@ class EnvironmentFailure(OSError):
 
     def __str__(self) -> str:  # OSError's own __str__ would format errno/strerror
         return self.args[0]
+
+
+def unknown_key_error(key, names, *, field: str | None = None, where: str | None = None, what: str = "key",
+                      fallback_fix: str | None = None) -> ConfigError:
+    """The error for a config key (or CLI option) that is not one of ``names``: the closest name as the fix
+    ("did you mean ...?"), else ``fallback_fix``, else the list of names. ``field`` defaults to the key."""
+    import difflib
+
+    names = list(names)
+    close = difflib.get_close_matches(str(key), names, n=1)
+    fix = f"did you mean {close[0]!r}?" if close else fallback_fix or f"use one of {', '.join(sorted(names))}"
+    return ConfigError(str(key) if field is None else field, f"unknown {what}" + (f" in {where}" if where else ""), fix)

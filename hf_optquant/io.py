@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_output_path", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+__all__ = ["check_output_path", "refuse_existing_output", "output_exists_error", "EXISTS_FIX", "OUT_EXISTS_FIX", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "read_json", "clean_stale_partials"]
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.h(?P<host>[0-9a-f]{8})p(?P<pid>\d+)\.[0-9a-f]{8}\.(?:partial|tmp)$")
@@ -87,10 +87,27 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
     os.rename(src, dst)
 
 
-def _exists_error(path: Path, when: str = ""):
+# The fix for a library call, and for a command whose output option is --out.
+EXISTS_FIX = "choose a new output directory or pass --overwrite"
+OUT_EXISTS_FIX = "choose a new --out or pass --overwrite"
+
+
+def output_exists_error(path: str | os.PathLike, when: str = "", *, field: str = "out", fix: str = EXISTS_FIX):
+    """The one "output already exists" error: ``field`` and ``fix`` name the command's own option."""
     from .errors import ConfigError
 
-    return ConfigError("out", f"{path} already exists{when}", "choose a new output directory or pass --overwrite")
+    return ConfigError(field, f"{path} already exists{when}", fix)
+
+
+def refuse_existing_output(path: str | os.PathLike, *, overwrite: bool = False, field: str = "out",
+                           fix: str = EXISTS_FIX) -> Path:
+    """Before any work: refuse an output path that cannot be created (``check_output_path``) or that exists
+    and may not be replaced. ``atomic_dir`` refuses again at the final rename, for an output that appears
+    while the command runs."""
+    p = check_output_path(path, field)
+    if os.path.lexists(p) and not overwrite:
+        raise output_exists_error(p, field=field, fix=fix)
+    return p
 
 
 def check_output_path(path: str | os.PathLike, field: str = "out") -> Path:
@@ -159,18 +176,19 @@ def _restore_interrupted_overwrite(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, field: str = "out",
+               fix: str = EXISTS_FIX) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``path`` in one rename.
 
     On any exception the temporary directory is removed and ``path`` is untouched, so an
     existing output is never half-overwritten. Without ``overwrite`` an output that appeared
     meanwhile (e.g. a second command writing the same ``--out``) is not replaced either: the
-    final rename refuses it.
+    final rename refuses it. ``field`` and ``fix`` word that refusal for the calling command.
     """
     path = Path(path)
     _restore_interrupted_overwrite(path)
     if os.path.lexists(path) and not overwrite:
-        raise _exists_error(path)
+        raise output_exists_error(path, field=field, fix=fix)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_partials(path.parent, path.name)
     tmp = _temp_name(path, "partial")
@@ -187,7 +205,8 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
             try:
                 _rename_noreplace(tmp, path)
             except FileExistsError:
-                raise _exists_error(path, " (it appeared while this command ran; nothing was replaced)") from None
+                raise output_exists_error(path, " (it appeared while this command ran; nothing was replaced)",
+                                          field=field, fix=fix) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

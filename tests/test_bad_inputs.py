@@ -120,6 +120,7 @@ TRAIN_YAML = {
     "qat_w1": {"qat": {"w_bits": 1}},
     "qat_key": {"qat": {"wbits": 4}},
     "unknown": {"max_stepz": 3},
+    "data_key": {"data": {"text_colum": "body"}},
     "optkw_list": {"optimizer_kwargs": [1, 2]},
     "eval_no_cl": {"eval_strategy": False, "save_at_eval_loss": 4.0},
     "model_missing": {"model": "/nonexistent/model"},
@@ -229,7 +230,7 @@ CASES = [
     ("yaml-dir", ["train", "{fx}/yaml"], 2, ["config"]),
     *[(f"yaml-{k}", ["train", f"{{fx}}/yaml/train_{k}.yaml"], 2, [w]) for k, w in (
         ("bs0", "per_device_train_batch_size"), ("lr_str", "learning_rate"), ("qat_list", "qat"),
-        ("qat_w1", "qat.w_bits"), ("qat_key", "qat.wbits"), ("unknown", "max_stepz"),
+        ("qat_w1", "qat.w_bits"), ("qat_key", "qat.wbits"), ("unknown", "max_stepz"), ("data_key", "data.text_colum"),
         ("optkw_list", "optimizer_kwargs"), ("eval_no_cl", "eval_strategy"), ("model_missing", "model"))],
     # ---- ptq
     ("ptq-seq0", ["ptq", M, "--out", "q", "--method", "gptq", "--seq-len", "0"], 2, ["seq_len"]),
@@ -239,6 +240,7 @@ CASES = [
     ("ptq-block-neg", ["ptq", M, "--out", "q", "--method", "gptq", "--block-size", "-8"], 2, ["block_size"]),
     ("ptq-damp", ["ptq", M, "--out", "q", "--method", "gptq", "--damp", "-1"], 2, ["damp"]),
     ("ptq-ncal0", ["ptq", M, "--out", "q", "--method", "gptq", "--n-calibration", "0"], 2, ["n_calibration"]),
+    ("ptq-out-exists", ["ptq", M, "--out", "{fx}/diag"], 2, ["out", "exists", "new --out"]),
     ("ptq-cal-missing", ["ptq", M, "--out", "q", "--method", "gptq", "--calibration", "/nonexistent.txt"], 2,
      ["calibration"]),
     ("ptq-cal-blank", ["ptq", M, "--out", "q", "--method", "gptq", "--calibration", "{fx}/blank.txt"], 2,
@@ -277,6 +279,7 @@ CASES = [
     ("eval-truncated", ["eval", "{fx}/trunc", "--out", "e.json"], 3, ["model.safetensors", "damaged"]),
     ("eval-limit-str", ["eval", M, "--limit", "all"], 2, ["--limit"]),
     # ---- diagnose
+    ("diag-out-exists", ["diagnose", M, "--out", "{fx}/diag"], 2, ["out", "exists", "new --out"]),
     ("diag-seq0", ["diagnose", M, "--out", "d", "--seq-len", "0"], 2, ["seq_len"]),
     ("diag-seq1", ["diagnose", M, "--out", "d", "--seq-len", "1"], 2, ["seq_len"]),
     ("diag-seq-huge", ["diagnose", M, "--out", "d", "--seq-len", "100000"], 2, ["seq_len", "256"]),
@@ -303,7 +306,7 @@ CASES = [
     ("corr-binary", ["correlate", *D3[:2], f"{R}/binary", "--out", "c"], 3, ["summary.json", "damaged"]),
     ("corr-list", ["correlate", *D3[:2], f"{R}/list", "--out", "c"], 3, ["summary.json"]),
     ("corr-empty-dir", ["correlate", *D3[:2], f"{R}/empty", "--out", "c"], 2, ["runs", "summary.json"]),
-    ("corr-out-exists", ["correlate", *D3, "--out", "{fx}/diag"], 2, ["out", "exists"]),
+    ("corr-out-exists", ["correlate", *D3, "--out", "{fx}/diag"], 2, ["out", "exists", "new --out"]),
     ("corr-out-under-file", ["correlate", *D3, "--out", "{fx}/afile/c"], 2, ["out", "file"]),
     # ---- fit
     ("fit-empty", ["fit", "{fx}/csv/empty.csv", "--out", "f.json"], 2, ["results"]),
@@ -332,7 +335,8 @@ CASES = [
     ("pub-repo-id", ["publish", M, "--repo-id", "bad name!", "--dry-run", "p"], 2, ["repo_id"]),
     ("pub-endpoint", ["publish", M, "--repo-id", "a/b", "--endpoint", "ftp://x", "--dry-run", "p"], 2,
      ["endpoint"]),
-    ("pub-dry-exists", ["publish", M, "--repo-id", "a/b", "--dry-run", "{fx}/diag"], 2, ["dry_run"]),
+    ("pub-dry-exists", ["publish", M, "--repo-id", "a/b", "--dry-run", "{fx}/diag"], 2,
+     ["dry_run", "exists", "new folder for the dry run"]),
     ("pub-dry-under-file", ["publish", M, "--repo-id", "a/b", "--dry-run", "{fx}/afile/p"], 2, ["dry_run", "file"]),
     ("pub-no-repo", ["publish", M], 2, ["--repo-id"]),
     # ---- study
@@ -346,7 +350,8 @@ CASES = [
         ("lr_override", ["learning_rate"]), ("optkw", ["betaz"]), ("lr_grid_empty", ["lr_grid.adamw"]),
         ("lr_grid_neg", ["lr_grid.adamw"]), ("block512", ["block_size"]), ("budget", ["tokens_per_param"]),
         ("optimizer", ["optimizers"]), ("size", ["sizes"]), ("precision", ["precisions"]),
-        ("fit_form", ["fit_form"]), ("overrides_list", ["train_overrides"]), ("unknown", ["optimizerz"]))],
+        ("fit_form", ["fit_form"]), ("overrides_list", ["train_overrides"]),
+        ("unknown", ["optimizerz", "did you mean 'optimizers'"]))],
     ("study-run-unknown", ["study", "{fx}/yaml/study_ok.yaml", "--run", "nosuch"], 2, ["run", "nosuch"]),
     ("study-set-unknown", ["study", "{fx}/yaml/study_ok.yaml", "--set", "nosuch=1", "--print-commands"], 2,
      ["nosuch"]),

@@ -11,7 +11,7 @@ import torch
 
 from hf_optquant.cli import main
 from hf_optquant.eval import DEGRADATION_METRIC, degradation, evaluate_loss, zero_shot
-from hf_optquant.ptq import load_causal_lm
+from hf_optquant.models import load_causal_lm
 
 TASKS = str(Path(__file__).parent / "data" / "lm_eval_tasks")
 

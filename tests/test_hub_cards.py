@@ -12,14 +12,9 @@ from hub_fixtures import TOKEN, hub_env, result_rows, write_eval, write_run_dir,
 
 from hf_optquant.cli import main
 from hf_optquant.errors import ConfigError
-from hf_optquant.hub import (
-    PAPER_RHO,
-    RESULTS_SCHEMA,
-    merge_results,
-    normalize_results,
-    scaling_section,
-    schema_markdown,
-)
+from hf_optquant.hub import scaling_section
+from hf_optquant.paper import PAPER_RHO
+from hf_optquant.results import RESULTS_SCHEMA, merge_results, normalize_results, schema_markdown
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from hf_optquant.cli import main
-from hf_optquant.ptq import PTQConfig, calibration_ids, load_causal_lm, quantize_model, save_compressed_checkpoint
+from hf_optquant.models import load_causal_lm
+from hf_optquant.ptq import PTQConfig, calibration_ids, quantize_model, save_compressed_checkpoint
 from hf_optquant.quant import QuantScheme
 
 # Imports only torch and transformers (compressed-tensors is loaded by transformers itself).

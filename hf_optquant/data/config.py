@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_key_error
 
 __all__ = ["DataConfig"]
 
@@ -79,11 +79,7 @@ class DataConfig:
             if key in top_level:
                 raise ConfigError(f"data.{key}", "is a top-level field", f"set {key} at the top level of the config")
             if key not in names:
-                import difflib
-
-                close = difflib.get_close_matches(key, names, n=1)
-                raise ConfigError(f"data.{key}", "unknown key",
-                                  f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(sorted(names))}")
+                raise unknown_key_error(key, names, field=f"data.{key}")
         return cls(**{**block, **{k: v for k, v in top_level.items() if v is not None or k == "dataset_config"}})
 
     def to_dict(self) -> dict:

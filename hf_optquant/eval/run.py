@@ -61,7 +61,7 @@ def run_eval(model_path: str, *, tasks=(), include_path=None, limit=None, baseli
     evaluated the same way otherwise) to add the degradation record.
     """
     from ..models.limits import check_sequence_length
-    from ..ptq.run import load_causal_lm
+    from ..models.loading import load_causal_lm
 
     if include_path is not None and not Path(include_path).is_dir():
         raise ConfigError("include_path", f"{include_path} is not a directory", "give a dir of lm-eval task YAMLs")

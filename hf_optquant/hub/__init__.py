@@ -1,7 +1,6 @@
 """Publishing to the Hugging Face Hub: model cards, the results dataset, scaling-fit cards."""
 from .bundle import Bundle, build_model_bundle, build_study_bundle
 from .cards import (
-                    PAPER_RHO,
                     checkpoint_card,
                     dataset_card,
                     eval_results_from,
@@ -10,7 +9,6 @@ from .cards import (
                     scaling_section,
 )
 from .publish import PublishConfig, PublishResult, publish, validate_repo_id
-from .schema import RESULTS_SCHEMA, Column, merge_results, normalize_results, schema_markdown
 from .sources import Source, detect_source
 
 __all__ = [
@@ -27,12 +25,6 @@ __all__ = [
     "dataset_card",
     "scaling_section",
     "eval_results_from",
-    "PAPER_RHO",
-    "RESULTS_SCHEMA",
-    "Column",
-    "normalize_results",
-    "merge_results",
-    "schema_markdown",
     "Source",
     "detect_source",
 ]

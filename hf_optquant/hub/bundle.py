@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..io import read_json
+from ..results import arrow_schema, merge_results, normalize_results
 from .cards import checkpoint_card, dataset_card, full_precision_card, qat_card, scaling_section
-from .schema import arrow_schema, merge_results, normalize_results
 from .sources import Source, find_parent_run, model_files, read_record, scrub_record
 
 __all__ = ["Bundle", "build_model_bundle", "build_study_bundle", "study_name", "results_to_parquet",

@@ -10,22 +10,12 @@ from __future__ import annotations
 import math
 
 from ..errors import ConfigError
+from ..paper import CITATION, PAPER_ARXIV, PAPER_RHO
 from ..resources import resource_text
 
-__all__ = ["PAPER_RHO", "PAPER_ARXIV", "CITATION", "fmt", "eval_results_from",
+__all__ = ["card_text", "eval_results_from",
            "full_precision_card", "qat_card", "checkpoint_card", "dataset_card", "scaling_section", "load_snippet"]
 
-PAPER_ARXIV = "2509.23500"
-# Fitted rho for 4-bit QAT in the paper (docs/method.md section 8), shown beside ours.
-PAPER_RHO = {"adamw": 0.863, "muon": 0.852, "psgd": 0.739, "scion": 0.856, "shampoo": 0.879, "soap": 0.822}
-CITATION = """@inproceedings{vlassis2026beyond,
-  title     = {Beyond Outliers: A Study of Optimizers Under Quantization},
-  author    = {Vlassis and Ashkboos and Volkova and Hoefler and Alistarh},
-  booktitle = {International Conference on Learning Representations (ICLR)},
-  year      = {2026},
-  eprint    = {2509.23500},
-  archivePrefix = {arXiv}
-}"""
 NOT_RECORDED = "not recorded"
 
 # lm-eval task -> (Hub dataset id, display name, dataset config) for the model-index.
@@ -39,7 +29,9 @@ _LOSS_DATASETS = {"ptb": ("ptb-text-only/ptb_text_only", "Penn Treebank")}
 _PARAM_ORDER = ("A", "alpha", "B", "beta", "E")
 
 
-def fmt(v, digits: int = 4) -> str:
+def card_text(v, digits: int = 4) -> str:
+    """A recorded value as card text: ints with thousands separators, floats at ``digits`` significant digits,
+    a missing value as "not recorded"."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return NOT_RECORDED
     if isinstance(v, bool):
@@ -100,8 +92,8 @@ def load_snippet(repo_id: str, *, with_tokenizer: bool) -> str:
     return "\n".join(lines)
 
 
-def _kv(d: dict | None) -> list[tuple[str, str]]:
-    return [(str(k), fmt(v) if not isinstance(v, (dict, list)) else str(v)) for k, v in sorted((d or {}).items())]
+def _key_value_rows(d: dict | None) -> list[tuple[str, str]]:
+    return [(str(k), card_text(v) if not isinstance(v, (dict, list)) else str(v)) for k, v in sorted((d or {}).items())]
 
 
 def _eval_rows(eval_json: dict | None) -> list[dict]:
@@ -110,14 +102,15 @@ def _eval_rows(eval_json: dict | None) -> list[dict]:
     rows = []
     for key, name in (("val_loss", "validation loss"), ("val_ppl", "validation perplexity")):
         if eval_json.get(key) is not None:
-            rows.append({"name": str(eval_json.get("dataset") or "ptb"), "metric": name, "value": fmt(eval_json[key])})
+            rows.append({"name": str(eval_json.get("dataset") or "ptb"), "metric": name,
+                         "value": card_text(eval_json[key])})
     for task, metrics in sorted((eval_json.get("tasks") or {}).items()):
         for metric, value in sorted(metrics.items()):
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not metric.endswith("stderr"):
                 rows.append({"name": _TASK_DATASETS.get(task, (task, task))[1], "metric": f"{metric} (zero-shot)",
-                             "value": fmt(value)})
+                             "value": card_text(value)})
     if eval_json.get("mean_acc_norm") is not None:
-        rows.append({"name": "mean over tasks", "metric": "acc_norm", "value": fmt(eval_json["mean_acc_norm"])})
+        rows.append({"name": "mean over tasks", "metric": "acc_norm", "value": card_text(eval_json["mean_acc_norm"])})
     return rows
 
 
@@ -127,8 +120,8 @@ def _degradation_rows(deg: dict | None) -> list[dict]:
                       ("mean_acc_norm", "mean zero-shot acc_norm")):
         d = (deg or {}).get(key)
         if isinstance(d, dict) and "before" in d:
-            rows.append({"metric": name, "before": fmt(d["before"]), "after": fmt(d["after"]),
-                         "absolute": fmt(d.get("absolute")), "relative": _pct(d.get("relative"))})
+            rows.append({"metric": name, "before": card_text(d["before"]), "after": card_text(d["after"]),
+                         "absolute": card_text(d.get("absolute")), "relative": _pct(d.get("relative"))})
     return rows
 
 
@@ -144,15 +137,26 @@ def _training_rows(run: dict) -> dict | None:
     n_params, tokens = run.get("n_params"), run.get("tokens_seen")
     hparams = dict(run.get("optimizer_hparams") or run.get("optimizer_kwargs") or {})
     return {
-        "optimizer": fmt(run.get("optimizer")), "learning_rate": fmt(run.get("learning_rate", cfg.get("learning_rate"))),
-        "dataset": fmt(run.get("dataset", cfg.get("dataset"))), "tokens": fmt(tokens),
-        "tokens_per_param": fmt(tokens / n_params, 3) if tokens and n_params else NOT_RECORDED,
-        "steps": fmt(run.get("global_step")), "final_train_loss": fmt(run.get("final_train_loss")),
-        "final_eval_loss": fmt(run.get("final_eval_loss")), "wall_time": _duration(run.get("wall_time_s")),
-        "common_loss": (f"validation loss {fmt(cl.get('eval_loss'))} (threshold {fmt(cl.get('threshold'))}) "
-                        f"at step {fmt(cl.get('step'))}" if cl else "none (final weights)"),
-        "hparams": _kv(hparams) or [("(preset defaults)", "see hf_optquant.optim presets")],
+        "optimizer": card_text(run.get("optimizer")),
+        "learning_rate": card_text(run.get("learning_rate", cfg.get("learning_rate"))),
+        "dataset": card_text(run.get("dataset", cfg.get("dataset"))), "tokens": card_text(tokens),
+        "tokens_per_param": card_text(tokens / n_params, 3) if tokens and n_params else NOT_RECORDED,
+        "steps": card_text(run.get("global_step")), "final_train_loss": card_text(run.get("final_train_loss")),
+        "final_eval_loss": card_text(run.get("final_eval_loss")), "wall_time": _duration(run.get("wall_time_s")),
+        "common_loss": (f"validation loss {card_text(cl.get('eval_loss'))} "
+                        f"(threshold {card_text(cl.get('threshold'))}) at step {card_text(cl.get('step'))}"
+                        if cl else "none (final weights)"),
+        "hparams": _key_value_rows(hparams) or [("(preset defaults)", "see hf_optquant.optim presets")],
     }
+
+
+def _architecture(config: dict, run: dict) -> dict:
+    """The architecture table: the model's ``config.json`` and the parameter counts of its ``run.json``."""
+    return {"model_type": card_text(config.get("model_type")), "layers": card_text(config.get("num_hidden_layers")),
+            "hidden": card_text(config.get("hidden_size")), "heads": card_text(config.get("num_attention_heads")),
+            "vocab": card_text(config.get("vocab_size")), "size": card_text(run.get("model_size")),
+            "n_params": card_text(run.get("n_params")),
+            "n_params_non_embedding": card_text(run.get("n_params_non_embedding"))}
 
 
 def _model_card(*, repo_id: str, config: dict, run: dict | None, eval_json: dict | None, has_tokenizer: bool,
@@ -172,15 +176,12 @@ def _model_card(*, repo_id: str, config: dict, run: dict | None, eval_json: dict
     ctx = dict(
         title=title, summary=summary, precision=precision, needs_compressed_tensors=quant is not None,
         load_snippet=load_snippet(repo_id, with_tokenizer=has_tokenizer),
-        arch={"model_type": fmt(config.get("model_type")), "layers": fmt(config.get("num_hidden_layers")),
-              "hidden": fmt(config.get("hidden_size")), "heads": fmt(config.get("num_attention_heads")),
-              "vocab": fmt(config.get("vocab_size")), "size": fmt(run.get("model_size")),
-              "n_params": fmt(run.get("n_params")), "n_params_non_embedding": fmt(run.get("n_params_non_embedding"))},
+        arch=_architecture(config, run),
         training=_training_rows(run),
         training_missing="No training record (`run.json`) was found for this model, so its optimizer and "
                          "budget are not stated here.",
-        qat=_kv(qat) if qat else None,
-        ptq=_kv({k: v for k, v in quant.items() if k != "quantized_modules"}) if quant else None,
+        qat=_key_value_rows(qat) if qat else None,
+        ptq=_key_value_rows({k: v for k, v in quant.items() if k != "quantized_modules"}) if quant else None,
         eval_rows=_eval_rows(eval_json),
         eval_missing="This model was published without an `eval.json`; run `hf-optquant eval` on it and "
                      "publish again to add its results.",
@@ -257,8 +258,36 @@ def checkpoint_card(*, repo_id: str, config: dict, run: dict | None, quant: dict
 
 def _interval(ci) -> str:
     if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
-        return f" [{fmt(float(ci[0]))}, {fmt(float(ci[1]))}]"
+        return f" [{card_text(float(ci[0]))}, {card_text(float(ci[1]))}]"
     return ""
+
+
+def _fit_block(file: str, fit: dict, plots: list[str]) -> dict:
+    """One fit file's tables for the scaling template: parameters with intervals, then rho per precision."""
+    if not isinstance(fit, dict) or not all(isinstance(v, dict) and isinstance(v.get("params"), dict)
+                                            for v in fit.values()):
+        raise ConfigError(file, "is not {optimizer: {form, params, ci, loo_rmse, n_points}}",
+                          "write it with `hf-optquant fit`")
+    names = sorted({k for v in fit.values() for k in v["params"] if k != "rho"},
+                   key=lambda k: (_PARAM_ORDER.index(k) if k in _PARAM_ORDER else len(_PARAM_ORDER), k))
+    precisions = sorted({p for v in fit.values() for p in (v["params"].get("rho") or {})})
+    rows, rho_rows = [], []
+    for opt, v in sorted(fit.items()):
+        ci = v.get("ci") or {}
+        rows.append({"optimizer": opt, "loo_rmse": card_text(v.get("loo_rmse")),
+                     "n_points": card_text(v.get("n_points")),
+                     "cells": [card_text(v["params"].get(p)) + _interval(ci.get(p)) if p in v["params"] else "–"
+                               for p in names]})
+        rho = v["params"].get("rho") or {}
+        rho_ci = ci.get("rho") if isinstance(ci.get("rho"), dict) else {}
+        if precisions:
+            rho_rows.append({"optimizer": opt, "paper": card_text(PAPER_RHO.get(opt.lower(), None))
+                             if opt.lower() in PAPER_RHO else "not in the paper",
+                             "cells": [card_text(rho.get(p)) + _interval(rho_ci.get(p)) if p in rho else "–"
+                                       for p in precisions]})
+    forms = sorted({str(v.get("form", "unnamed")) for v in fit.values()})
+    return {"file": file, "form": ", ".join(forms), "params": names, "rows": rows, "precisions": precisions,
+            "rho_rows": rho_rows, "plots": plots}
 
 
 def scaling_section(fits: dict[str, dict], plots: dict[str, list[str]] | None = None) -> str:
@@ -269,31 +298,7 @@ def scaling_section(fits: dict[str, dict], plots: dict[str, list[str]] | None = 
     """
     import jinja2
 
-    blocks = []
-    for file, fit in sorted(fits.items()):
-        if not isinstance(fit, dict) or not all(isinstance(v, dict) and isinstance(v.get("params"), dict)
-                                                for v in fit.values()):
-            raise ConfigError(file, "is not {optimizer: {form, params, ci, loo_rmse, n_points}}",
-                              "write it with `hf-optquant fit`")
-        names = sorted({k for v in fit.values() for k in v["params"] if k != "rho"},
-                       key=lambda k: (_PARAM_ORDER.index(k) if k in _PARAM_ORDER else len(_PARAM_ORDER), k))
-        precisions = sorted({p for v in fit.values() for p in (v["params"].get("rho") or {})})
-        rows, rho_rows = [], []
-        for opt, v in sorted(fit.items()):
-            ci = v.get("ci") or {}
-            rows.append({"optimizer": opt, "loo_rmse": fmt(v.get("loo_rmse")), "n_points": fmt(v.get("n_points")),
-                         "cells": [fmt(v["params"].get(p)) + _interval(ci.get(p)) if p in v["params"] else "–"
-                                    for p in names]})
-            rho = v["params"].get("rho") or {}
-            rho_ci = ci.get("rho") if isinstance(ci.get("rho"), dict) else {}
-            if precisions:
-                rho_rows.append({"optimizer": opt, "paper": fmt(PAPER_RHO.get(opt.lower(), None))
-                                 if opt.lower() in PAPER_RHO else "not in the paper",
-                                 "cells": [fmt(rho.get(p)) + _interval(rho_ci.get(p)) if p in rho else "–"
-                                            for p in precisions]})
-        forms = sorted({str(v.get("form", "unnamed")) for v in fit.values()})
-        blocks.append({"file": file, "form": ", ".join(forms), "params": names, "rows": rows,
-                       "precisions": precisions, "rho_rows": rho_rows, "plots": (plots or {}).get(file, [])})
+    blocks = [_fit_block(file, fit, (plots or {}).get(file, [])) for file, fit in sorted(fits.items())]
     env = jinja2.Environment(keep_trailing_newline=True)
     return env.from_string(resource_text("hub_cards", "scaling_fit.md")).render(fits=blocks).strip()
 
@@ -303,7 +308,7 @@ def dataset_card(*, repo_id: str, df, data_path: str, scaling: str, report_file:
     """The results dataset's card: what the rows are, how they were made, the schema, the fits."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from .schema import schema_markdown
+    from ..results import schema_markdown
 
     optimizers = sorted(df["optimizer"].dropna().unique().tolist())
     studies = sorted(df["study"].dropna().unique().tolist())

@@ -55,11 +55,9 @@ class PublishConfig:
         if self.endpoint:
             self.endpoint = self.endpoint.rstrip("/")
         if self.dry_run is not None:
-            from ..io import check_output_path
+            from ..io import refuse_existing_output
 
-            check_output_path(self.dry_run, "dry_run")
-        if self.dry_run is not None and Path(self.dry_run).exists():
-            raise ConfigError("dry_run", f"{self.dry_run} already exists", "give a new folder for the dry run")
+            refuse_existing_output(self.dry_run, field="dry_run", fix="give a new folder for the dry run")
 
 
 @dataclass
@@ -139,7 +137,7 @@ def publish(cfg: PublishConfig) -> PublishResult:
 
         bundle, _ = _build(cfg)
         _check_no_secret(bundle, get_token())
-        with atomic_dir(cfg.dry_run) as tmp:
+        with atomic_dir(cfg.dry_run, field="dry_run", fix="give a new folder for the dry run") as tmp:
             bundle.write_to(tmp)
         return PublishResult(repo_id=cfg.repo_id, repo_type=bundle.repo_type, files=sorted(bundle.files),
                              out_dir=cfg.dry_run, summary=bundle.summary)

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from ..errors import ConfigError
 
 __all__ = ["add_arguments", "run"]
 
@@ -22,15 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import pandas as pd
 
-    from ..io import atomic_dir, atomic_write_json, check_output_path
+    from ..io import OUT_EXISTS_FIX, atomic_dir, atomic_write_json, refuse_existing_output
     from .correlate import correlate_runs
     from .plots import plot_correlations
 
-    check_output_path(args.out)
-    if Path(args.out).exists() and not args.overwrite:  # before reading the runs, not after
-        raise ConfigError("out", f"{args.out} already exists", "choose a new --out or pass --overwrite")
+    # before reading the runs, not after
+    refuse_existing_output(args.out, overwrite=args.overwrite, fix=OUT_EXISTS_FIX)
     res = correlate_runs(args.runs, target=args.target, n_boot=args.n_boot, seed=args.seed)
-    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+    with atomic_dir(args.out, overwrite=args.overwrite, fix=OUT_EXISTS_FIX) as tmp:
         atomic_write_json(tmp / "correlations.json", res)
         pd.DataFrame([{"metric": k, **{f: v[f] for f in ("n", "pearson", "spearman", "paper")},
                        "pearson_lo": v["pearson_ci95"][0], "pearson_hi": v["pearson_ci95"][1]}

@@ -6,12 +6,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..paper import PAPER_CORRELATION_TARGET, PAPER_CORRELATIONS
 
-__all__ = ["PAPER_CORRELATIONS", "METRICS", "LINEAR_METRICS", "correlation", "load_run", "correlate_records",
+__all__ = ["METRICS", "LINEAR_METRICS", "correlation", "load_run", "correlate_records",
            "correlate_runs"]
 
-# The paper (760M, across optimizers): correlation of each metric with post-PTQ accuracy.
-PAPER_CORRELATIONS = {"mmr": 0.62, "kurtosis": 0.70, "r_l": -0.89}
 # mmr, kurtosis: of the site each diagnosis names in ``outlier_site`` (residual stream by default, the paper's).
 METRICS = ("mmr", "mmr_mean", "kurtosis", "kurtosis_channel_rms", "r_l")
 # Per-linear-input variants, present when the runs were diagnosed with ``--outliers both``.
@@ -102,7 +101,7 @@ def correlate_records(records, *, target: str = "delta_val_loss", n_boot: int = 
                 "correlate: %s has no correlation (%d finite values%s): reported as null", m, res["n"],
                 ", constant across runs" if res["n"] >= 3 else "; at least 3 are needed")
         metrics[m] = {**res, "paper": PAPER_CORRELATIONS.get(m)}
-    return {"target": target, "runs": rows, "paper_target": "post-PTQ zero-shot accuracy (760M)",
+    return {"target": target, "runs": rows, "paper_target": PAPER_CORRELATION_TARGET,
             "outlier_site": next(iter(sites), None), "metrics": metrics}
 
 

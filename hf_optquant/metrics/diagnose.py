@@ -62,8 +62,7 @@ def _get(model, path):
 
 def model_stages(model, qmodel) -> tuple[list[tuple[str, torch.nn.Module, torch.nn.Module]], int]:
     """``([(name, clean, quant)], number of decoder blocks)``: decoder blocks, final norm, LM head."""
-    from ..ptq import decoder_blocks
-    from ..ptq.calibrate import FINAL_NORM_PATHS
+    from ..models.anatomy import FINAL_NORM_PATHS, decoder_blocks
 
     path, blocks = decoder_blocks(model)
     _, qblocks = decoder_blocks(qmodel)
@@ -79,7 +78,7 @@ def model_stages(model, qmodel) -> tuple[list[tuple[str, torch.nn.Module, torch.
 
 
 def _block_inputs(model, block, ids) -> tuple[torch.Tensor, dict]:
-    from ..ptq.calibrate import capture_block_inputs
+    from ..models.capture import capture_block_inputs
 
     (args, kwargs), = capture_block_inputs(model, block, ids, batch_size=ids.shape[0])
     if len(args) > 1:
@@ -101,7 +100,7 @@ def _check_stages_reproduce(model, ids, logits) -> None:
         raise ConfigError("model", f"the diagnosis's block-by-block forward does not reproduce this model's "
                           f"logits (max difference {err:.3g}): it has a step between the decoder blocks and the "
                           "logits that hf_optquant does not know", "use a Llama/OLMo/Qwen/Mistral/GPT-2/NeoX-style "
-                          "causal LM, or add its final-norm path to hf_optquant.ptq.calibrate.FINAL_NORM_PATHS")
+                          "causal LM, or add its final-norm path to hf_optquant.models.anatomy.FINAL_NORM_PATHS")
 
 
 def _loss(logits, ids) -> tuple[float, int]:
@@ -220,19 +219,16 @@ def diagnose_model_dir(model_dir, out_dir, ptq=None, *, n_batches: int = 4, seq_
     flat keys as a dict; default ``PTQConfig()``: RTN W4A4, row scales); writes ``out_dir``
     (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the summary.
     ``outliers``: where MMR and kurtosis are measured (residual, the paper's; linear; both; none)."""
-    from ..io import atomic_dir
+    from ..io import OUT_EXISTS_FIX, atomic_dir, refuse_existing_output
     from ..models.anatomy import conv1d_to_linear
-    from ..ptq import PTQConfig, calibration_ids, load_causal_lm, quantize_model
+    from ..models.loading import load_causal_lm
+    from ..ptq import PTQConfig, calibration_ids, quantize_model
     from .plots import plot_abc, plot_mmr
 
     # Everything that can be checked before loading weights is checked first.
     cfg = PTQConfig.from_dict(ptq) if ptq is not None else PTQConfig()
     _check_outliers(outliers)
-    if Path(out_dir).exists() and not overwrite:
-        raise ConfigError("out", f"{out_dir} already exists", "choose a new --out or pass --overwrite")
-    from ..io import check_output_path
-
-    check_output_path(out_dir)
+    refuse_existing_output(out_dir, overwrite=overwrite, fix=OUT_EXISTS_FIX)
     if not Path(str(model_dir)).exists() and str(model_dir).count("/") != 1:
         raise ConfigError("model", f"{model_dir} does not exist", "give a model dir or a Hub repo id")
     if blocks is None and (isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1):
@@ -261,7 +257,7 @@ def diagnose_model_dir(model_dir, out_dir, ptq=None, *, n_batches: int = 4, seq_
 
     from ..io import atomic_write_json
 
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, fix=OUT_EXISTS_FIX) as tmp:
         layers = pd.DataFrame(res["layers"])
         layers.to_parquet(tmp / "layers.parquet", index=False)
         layers.to_csv(tmp / "layers.csv", index=False)

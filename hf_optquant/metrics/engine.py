@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..ptq.calibrate import hidden_of, with_hidden
+from ..models.capture import hidden_of, with_hidden
 from .decomposition import GainAccumulator, _dots, abc_from_sums, abc_sums
 from .outlier_stats import OUTLIER_SITES, OutlierAccumulator, outlier_batch_stats
 

@@ -5,12 +5,12 @@ quantized model (``apply.py``) and the checkpoint writer (``export.py``).
 """
 from .actquant import attach_activation_quant
 from .apply import quantize_model, target_linears, untie_lm_head
-from .calibrate import decoder_blocks, sequential_quantize
+from .calibrate import sequential_quantize
 from .config import PTQConfig
 from .export import save_compressed_checkpoint
 from .gptq import dampen, gptq_quantize, hessian_update, inverse_hessian_cholesky, reconstruction_error
 from .optimum_backend import optimum_available, run_optimum_gptq
-from .run import calibration_ids, load_causal_lm, run_ptq
+from .run import calibration_ids, run_ptq
 
 __all__ = [
     "PTQConfig",
@@ -18,7 +18,6 @@ __all__ = [
     "target_linears",
     "untie_lm_head",
     "attach_activation_quant",
-    "decoder_blocks",
     "sequential_quantize",
     "save_compressed_checkpoint",
     "hessian_update",
@@ -29,6 +28,5 @@ __all__ = [
     "optimum_available",
     "run_optimum_gptq",
     "run_ptq",
-    "load_causal_lm",
     "calibration_ids",
 ]

@@ -18,22 +18,19 @@ stored quantized (loading a tied config would overwrite one of them with the oth
 from __future__ import annotations
 
 import copy
-import logging
 from importlib import metadata
 from pathlib import Path
 
 import torch
 
 from ..errors import ConfigError
-from ..io import atomic_dir, atomic_write_json
+from ..io import atomic_dir, atomic_write_json, refuse_existing_output
 from ..models.linearize import gpt2_as_bigcode, needs_linearizing, permute_qweights
 from ..quant import Granularity, dequantize_rtn, qrange
 from ..quant.scheme import QuantScheme
 from .apply import untie_lm_head
 
 __all__ = ["save_compressed_checkpoint"]
-
-logger = logging.getLogger(__name__)
 
 
 def _check_qweights(modules: dict, qweights: dict, w_bits: int, gran: Granularity) -> None:
@@ -83,8 +80,7 @@ def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torc
     gran, w_bits, zero_point = scheme.gran, scheme.w_bits, scheme.zero_point
     if not qweights:
         raise ConfigError("qweights", "nothing to save", "quantize at least one linear layer")
-    if Path(out_dir).exists() and not overwrite:
-        raise ConfigError("out", f"{out_dir} already exists", "choose a new output directory or pass --overwrite")
+    refuse_existing_output(out_dir, overwrite=overwrite)
     m = copy.deepcopy(model).cpu()
     for mod in m.modules():  # activation fake-quant hooks are hf_optquant's, not the checkpoint's
         mod._forward_pre_hooks.clear()

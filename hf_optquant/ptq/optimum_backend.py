@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..io import atomic_dir, atomic_write_json
+from ..io import OUT_EXISTS_FIX, atomic_dir, atomic_write_json, refuse_existing_output
 from .config import PTQConfig
 
 __all__ = ["optimum_available", "run_optimum_gptq"]
@@ -34,8 +34,7 @@ def run_optimum_gptq(model_path: str, out_dir: str, cfg: PTQConfig, *, calibrati
         raise ConfigError("granularity", "the GPTQ format has no per-tensor scales", "use row or group:G")
     if not calibration_texts:
         raise ConfigError("n_calibration", "the calibration set is empty", "use --n-calibration 128")
-    if Path(out_dir).exists() and not overwrite:
-        raise ConfigError("out", f"{out_dir} already exists", "choose a new --out or pass --overwrite")
+    refuse_existing_output(out_dir, overwrite=overwrite, fix=OUT_EXISTS_FIX)
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
 
     tok = AutoTokenizer.from_pretrained(model_path)
@@ -47,7 +46,7 @@ def run_optimum_gptq(model_path: str, out_dir: str, cfg: PTQConfig, *, calibrati
     record = {"method": "gptq", "backend": "optimum", "source_model": str(model_path), "w_bits": scheme.w_bits,
               "a_bits": None, "granularity": scheme.granularity, "calibration_samples": len(calibration_texts),
               "format": "gptq", "hf_optquant_version": metadata.version("hf_optquant")}
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, fix=OUT_EXISTS_FIX) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         atomic_write_json(Path(tmp) / "quantization_record.json", record)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..io import refuse_existing_output
 from ..quant import dequantize_rtn, quantize_rtn
 from .config import QATConfig, read_qat_record
 from .deploy import quest_transform_config, quest_weight_codes
@@ -94,8 +95,7 @@ def convert_qat(model: nn.Module, out_dir, *, tokenizer=None, record: dict | Non
         raise ConfigError("quest_form", f"unknown form {quest_form!r}", f"use one of {', '.join(QUEST_FORMS)}")
     rotated = cfg.quantizer == "quest" and quest_form == "rotated"
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise ConfigError("out", f"{out_dir} already exists", "choose a new output directory or pass overwrite=True")
+    refuse_existing_output(out_dir, overwrite=overwrite, fix="choose a new output directory or pass overwrite=True")
     m = copy.deepcopy(model)
     if callable(getattr(m, "merge_and_unload", None)):  # peft: fold the adapters into the base weights
         m = m.merge_and_unload()

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_key_error
 from .rtn import Granularity, parse_granularity
 
 __all__ = ["QuantScheme", "parse_bits", "cli_bits", "matches_target", "prefixed", "flat_scheme_keys",
@@ -257,6 +256,4 @@ def check_keys(cls, data: dict, prefix: str = "") -> None:
     names = [f.name for f in dataclasses.fields(cls) if f.name != "scheme"] + list(USER_KEYS)
     for key in data:
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            raise ConfigError(f"{prefix}{key}", "unknown key", f"did you mean {close[0]!r}?" if close
-                              else f"use {', '.join(names)}")
+            raise unknown_key_error(key, names, field=f"{prefix}{key}")

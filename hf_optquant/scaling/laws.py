@@ -70,7 +70,8 @@ SPECS = {"chinchilla": LawSpec(form="chinchilla", data_term=True, rho=False),
 _PARAM = {"e": "E", "a": "A", "b": "B", "alpha": "alpha", "beta": "beta"}
 
 
-def _g(x: float) -> str:
+def _sig4(x: float) -> str:
+    # Four significant digits: how fitted parameters are printed.
     return f"{x:.4g}"
 
 
@@ -114,9 +115,9 @@ class _Law:
 
     def __str__(self) -> str:
         n = "(N rho)" if self.spec.rho else "N"
-        s = f"{_g(self.E)} + {_g(self.A)} / {n}^{_g(self.alpha)}"
-        s = f"L(N, D) = {s} + {_g(self.B)} / D^{_g(self.beta)}" if self.spec.data_term else f"L(N) = {s}"
-        rho = ", ".join(f"rho_{p} = {_g(v)}" for p, v in self.rho.items())
+        s = f"{_sig4(self.E)} + {_sig4(self.A)} / {n}^{_sig4(self.alpha)}"
+        s = f"L(N, D) = {s} + {_sig4(self.B)} / D^{_sig4(self.beta)}" if self.spec.data_term else f"L(N) = {s}"
+        rho = ", ".join(f"rho_{p} = {_sig4(v)}" for p, v in self.rho.items())
         return s + (f"; {rho}" if rho else "")
 
     @classmethod

@@ -5,19 +5,16 @@ when that record exists; the report and results table are built from these recor
 """
 from __future__ import annotations
 
-import logging
 from functools import partial
 from pathlib import Path
 
 from ..io import atomic_write_json, read_json
 from ..qat.config import qat_record, read_qat_record
-from .common_loss import cl_checkpoint, common_loss_for_size, selected_fp_run
+from .checkpoint_selection import cl_checkpoint, common_loss_for_size, selected_fp_run
 from .config import RunSpec, StudyConfig
 from .runs import run_dir
 
 __all__ = ["analysis_steps", "analysis_dir", "load_records"]
-
-logger = logging.getLogger(__name__)
 
 
 def analysis_dir(cfg: StudyConfig) -> Path:
@@ -50,8 +47,8 @@ def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
     from ..data.blocks import store_blocks
     from ..eval import evaluate_loss
     from ..eval.harness import zero_shot
+    from ..models.loading import load_causal_lm
     from ..ptq import quantize_model
-    from ..ptq.run import load_causal_lm
 
     cl = read_json(analysis_dir(cfg) / f"common_loss_{spec.size}.json")
     ckpt = cl_checkpoint(cfg, spec, cl["value"])

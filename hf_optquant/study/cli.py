@@ -57,7 +57,7 @@ def run(args) -> int:
         print(format_plan(study_plan(cfg, opts)))
         return 0
     if args.print_commands:
-        from .runs import collect_command, fp_runs, qat_runs, run_command
+        from .runs import collect_command, fp_runs, qat_runs, train_command
 
         launch = {"nodes": cfg.nodes, "procs_per_node": cfg.procs_per_node, "accelerate_config": cfg.accelerate_config}
 
@@ -67,11 +67,11 @@ def run(args) -> int:
                   " set by the job script (docs/distributed.md)")
         print("# full-precision runs (one per line; run these first)")
         for spec in fp_runs(cfg):
-            print(run_command(cfg_path, spec, cfg.launcher, sets=args.set, **launch))
+            print(train_command(cfg_path, spec, cfg.launcher, sets=args.set, **launch))
         if qat_runs(cfg):
             print("# QAT runs (use the full-precision lr sweep's winner: start after the runs above)")
             for spec in qat_runs(cfg):
-                print(run_command(cfg_path, spec, cfg.launcher, sets=args.set, **launch))
+                print(train_command(cfg_path, spec, cfg.launcher, sets=args.set, **launch))
         print("# then: " + collect_command(cfg_path, args.set))
         return 0
     if args.run:

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import load_yaml
 from ..data.config import DataConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_key_error
 from ..ptq.config import PTQConfig
 from ..qat.config import QATConfig
 
@@ -176,9 +175,7 @@ def _build(cls, data: dict, where: str):
     names = {f.name: f for f in dataclasses.fields(cls)}
     for k in data:
         if k not in names:
-            close = difflib.get_close_matches(k, names, n=1)
-            raise ConfigError(k, f"unknown key in {where}", f"did you mean {close[0]!r}?" if close else
-                              f"valid keys: {', '.join(names)}")
+            raise unknown_key_error(k, names, where=where)
     return cls(**data)
 
 

@@ -2,21 +2,17 @@
 metric tracks PTQ degradation across optimizers."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..hub.cards import PAPER_RHO
 from ..io import atomic_write_json, atomic_write_text, read_json
-from ..metrics.correlate import PAPER_CORRELATIONS, correlate_records
+from ..metrics.correlate import correlate_records
 from ..scaling import FitSettings, fit_results_table
-from .common_loss import selected_fp_run
+from .checkpoint_selection import selected_fp_run
 from .config import RunSpec, StudyConfig
 from .runs import run_dir
 
-__all__ = ["qat_precision_label", "scaling_table", "fit_step", "correlate_step", "PAPER_RHO", "PAPER_CORRELATIONS"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["qat_precision_label", "scaling_table", "fit_step", "correlate_step"]
 
 
 def qat_precision_label(qat) -> str:

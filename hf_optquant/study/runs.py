@@ -1,7 +1,6 @@
 """Training stage of a study: enumerate the runs, train each (resumably), pick lrs from sweeps."""
 from __future__ import annotations
 
-import logging
 import shlex
 from pathlib import Path
 
@@ -10,9 +9,7 @@ from ..io import read_json
 from .config import RunSpec, StudyConfig
 
 __all__ = ["study_tokenizer", "study_data_dir", "prepare_study_data", "fp_runs", "qat_runs", "all_runs", "run_dir",
-           "train_arguments", "train_run", "best_lr", "run_command", "collect_command", "find_run"]
-
-logger = logging.getLogger(__name__)
+           "train_arguments", "train_run", "best_lr", "train_command", "collect_command", "find_run"]
 
 
 def study_tokenizer(cfg: StudyConfig):
@@ -162,7 +159,7 @@ def _set_words(sets) -> list[str]:
     return [w for s in sets or () for w in ("--set", s.lstrip("-"))]
 
 
-def run_command(cfg_path: str, spec: RunSpec, launcher: str = "python", *, nodes: int = 1, procs_per_node: int = 1,
+def train_command(cfg_path: str, spec: RunSpec, launcher: str = "python", *, nodes: int = 1, procs_per_node: int = 1,
                 accelerate_config: str | None = None, sets=()) -> str:
     from .launch import launch_prefix
 

@@ -184,9 +184,7 @@ def run_training(job: TrainJobArguments, targs, *, callbacks=None, overwrite: bo
         processing_class=tok,
         callbacks=callbacks,
         block_size=job.block_size,
-        run_info={"model_size": job.model, "dataset": job.dataset, "block_size": job.block_size,
-                  "tokens_per_param": job.tokens_per_param, "job": vars(job),
-                  "data": data_info},
+        run_info={"model_size": job.model, "dataset": job.dataset, "job": vars(job), "data": data_info},
         record_on_train_end=False,  # written below, last, so a run dir with run.json is complete
     )
     resume = last_checkpoint(out)

@@ -8,7 +8,6 @@ script that parses ``OptQuantTrainingArguments`` with ``HfArgumentParser``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import re
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from transformers import HfArgumentParser
 
 from ..config import build_dataclasses, load_yaml, parse_overrides
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_key_error
 from .args import OptQuantTrainingArguments
 from .job import TrainJobArguments
 
@@ -73,9 +72,7 @@ def _given(argv: list[str]) -> dict[str, Any]:
     for tok in unknown:
         if tok.startswith("-"):
             key = tok.lstrip("-").split("=", 1)[0].replace("-", "_")
-            close = difflib.get_close_matches(key, names, n=1)
-            raise ConfigError(key, "unknown argument",
-                              f"did you mean {close[0]!r}?" if close else "see `hf-optquant train --help`")
+            raise unknown_key_error(key, names, what="argument", fallback_fix="see `hf-optquant train --help`")
         raise ConfigError("arguments", f"unexpected {tok!r}", "write overrides as --field value")
     given = {k: v for k, v in vars(namespace).items() if k in dests}
     for name in _dict_fields() & given.keys():

@@ -5,7 +5,6 @@ The behaviour lives in ``OptQuantTrainerMixin`` so any ``Trainer`` subclass gets
 mixin first: ``class MySFT(OptQuantTrainerMixin, SFTTrainer)`` (docs/your_script.md)."""
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -15,14 +14,12 @@ from transformers import Trainer
 from ..errors import ConfigError
 from ..io import atomic_write_json
 from .args import OptQuantTrainingArguments
-from .common_loss import CommonLossCallback
+from .common_loss_callback import CommonLossCallback
 from .record import run_record
 from .schedule import get_wsd_scheduler
 from .snapshots import EvalSnapshotCallback
 
 __all__ = ["OptQuantTrainerMixin", "OptQuantTrainer"]
-
-logger = logging.getLogger(__name__)
 
 
 class OptQuantTrainerMixin:

@@ -1,15 +1,15 @@
-"""The results dataset's schema: one row per run, keyed by ``run_id``.
+"""The results table's schema: one row per run, keyed by ``run_id``.
 
-``<study>/results.parquet`` (written by the study pipeline) and the Hub results dataset
-both follow :data:`RESULTS_SCHEMA`; :func:`normalize_results` checks a DataFrame against
-it and returns it with the documented column order and dtypes, so rows from different
+``<study>/results.parquet`` (written by the study report) and the Hub results dataset (merged and
+uploaded by ``hf_optquant.hub``) both follow :data:`RESULTS_SCHEMA`; :func:`normalize_results` checks a
+DataFrame against it and returns it with the documented column order and dtypes, so rows from different
 studies concatenate without type drift.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 __all__ = ["Column", "RESULTS_SCHEMA", "KEY", "column_names", "normalize_results", "merge_results",
            "schema_markdown", "arrow_schema"]
@@ -85,7 +85,7 @@ def normalize_results(df, *, source: str = "results"):
     unknown = [c for c in df.columns if c not in _BY_NAME]
     if unknown:
         raise ConfigError(source, f"unknown column(s) {unknown}",
-                          "rename them to the documented columns (hf_optquant/hub/schema.py) or drop them")
+                          "rename them to the documented columns (hf_optquant/results.py) or drop them")
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
     for col in RESULTS_SCHEMA:
         values = df[col.name].reset_index(drop=True) if col.name in df.columns else pd.Series([None] * len(df))

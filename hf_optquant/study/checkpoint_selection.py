@@ -1,4 +1,5 @@
-"""Common Loss: the lowest validation loss every optimizer reaches at a size, and each run's
+"""Which checkpoint PTQ quantizes: the full-precision run of each (optimizer, size) (the best of an lr
+sweep), the Common Loss (the lowest validation loss every optimizer reaches at a size) and each run's
 checkpoint where it first reaches it (docs/method.md section 3)."""
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ __all__ = ["common_loss_for_size", "cl_checkpoint", "selected_fp_run"]
 
 
 def selected_fp_run(cfg: StudyConfig, optimizer: str, size: str) -> RunSpec:
+    """The full-precision run of ``optimizer`` at ``size``: the best learning rate's when the study sweeps it."""
     lr = best_lr(cfg, optimizer, size) if cfg.lr_grid.get(optimizer) else None
     return RunSpec(optimizer=optimizer, size=size, precision="full", lr=lr)
 
