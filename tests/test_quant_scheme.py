@@ -145,3 +145,14 @@ def test_cli_flags_are_generated_from_the_scheme():
     args = p.parse_args(["--a-bits", "none", "--targets", "q_proj,mlp.down_proj"])
     assert scheme_kwargs(args) == {"a_bits": None, "targets": ("q_proj", "mlp.down_proj")}
     assert PTQConfig(**scheme_kwargs(p.parse_args([]))) == PTQConfig()  # unset flags: the config's defaults
+
+
+def test_run_json_qat_entry_is_written_once_and_read_back_once():
+    from hf_optquant.qat import qat_record, read_qat_record
+
+    cfg = QATConfig(quantizer="rtn", w_bits=3, a_bits=None, granularity="group:32", targets=["q_proj"])
+    rec = {"optimizer": "adamw", "qat": qat_record(cfg)}
+    assert json.loads(json.dumps(rec))["qat"] == cfg.to_dict() and read_qat_record(rec) == cfg
+    assert qat_record(None) is None and read_qat_record({"qat": None}) is None
+    with pytest.raises(ConfigError, match=r"^run\.json: qat\.w_bits"):
+        read_qat_record({"qat": {**cfg.to_dict(), "w_bits": 1}})
