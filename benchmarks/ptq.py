@@ -116,9 +116,9 @@ def prepare(work: Path, size: str, n: int, seq_len: int, train_steps: int):
         opt.zero_grad()
     model.eval().save_pretrained(work / "fp")
     tok.save_pretrained(work / "fp")
-    from hf_optquant.ptq import calibration_ids
+    from hf_optquant.data import calibration_blocks
 
-    calib = calibration_ids(tok, "ptb", n, seq_len, seed=1)
+    calib = calibration_blocks(tok, "ptb", n, seq_len, seed=1)
     torch.save(calib, work / "calib.pt")
     return model, calib
 

@@ -109,7 +109,8 @@ def build_dataclasses(types: tuple[type, ...], config: dict[str, Any], overrides
     names = {f.name: t for t in types for f in dataclasses.fields(t) if f.init}
     for key in data:
         if key not in names:
-            raise unknown_key_error(key, names, where=where, fallback_fix="see `hf-optquant train --help` for the fields")
+            raise unknown_key_error(key, names, where=where,
+                                    fallback_fix="see `hf-optquant train --help` for the fields")
     built = []
     for t in types:
         hints = typing.get_type_hints(t)

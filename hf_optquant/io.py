@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_output_path", "refuse_existing_output", "output_exists_error", "EXISTS_FIX", "OUT_EXISTS_FIX", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "read_json", "clean_stale_partials"]
+__all__ = ["check_output_path", "refuse_existing_output", "output_exists_error", "EXISTS_FIX", "OUT_EXISTS_FIX",
+           "atomic_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_json",
+           "clean_stale_partials"]
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.h(?P<host>[0-9a-f]{8})p(?P<pid>\d+)\.[0-9a-f]{8}\.(?:partial|tmp)$")
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from hf_optquant.cli import main
+from hf_optquant.data import calibration_blocks
 from hf_optquant.models import load_causal_lm
-from hf_optquant.ptq import PTQConfig, calibration_ids, quantize_model, save_compressed_checkpoint
+from hf_optquant.ptq import PTQConfig, quantize_model, save_compressed_checkpoint
 from hf_optquant.quant import QuantScheme
 
 # Imports only torch and transformers (compressed-tensors is loaded by transformers itself).
@@ -48,7 +49,7 @@ def quantized(trained_tiny_dir, tmp_path_factory):
     assert main(["ptq", str(trained_tiny_dir), "--out", str(root / "rtn"), "--method", "rtn", "--w-bits", "4",
                  "--a-bits", "4", "--granularity", "row"]) == 0
     cfg = PTQConfig(**CASES["gptq"])
-    calib = calibration_ids(tok, "ptb", 16, 64)
+    calib = calibration_blocks(tok, "ptb", 16, 64)
     qmodel, qweights = quantize_model(model, cfg, calibration=calib)
     save_compressed_checkpoint(model, root / "gptq", qweights=qweights, scheme=cfg.scheme,
                                tokenizer=tok, record={"method": "gptq", "source_model": str(trained_tiny_dir),

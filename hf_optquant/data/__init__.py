@@ -1,9 +1,9 @@
 """Data: the offline Penn Treebank default, streamed corpora tokenized once into token shards on disk
 (memmapped blocks), pre-tokenized corpora, a tokenizer trained on a bounded sample; and the small
-in-memory packing helpers used for evaluation and tests."""
-from .blocks import TokenBlocks, store_blocks
+blocks of a split for evaluation, diagnosis and GPTQ calibration (streamed, bounded); in-memory packing for tests."""
+from .blocks import TokenBlocks, calibration_blocks, dataset_blocks, store_blocks
 from .config import DataConfig
-from .packing import build_lm_datasets, load_text_splits, pack_tokens
+from .packing import build_lm_datasets, pack_tokens
 from .prepare import prepare_tokens
 from .ptb import ptb_splits
 from .store import TokenStore
@@ -20,6 +20,7 @@ __all__ = [
     "train_bpe_tokenizer",
     "load_or_train_tokenizer",
     "pack_tokens",
-    "load_text_splits",
+    "dataset_blocks",
+    "calibration_blocks",
     "build_lm_datasets",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from .config import DataConfig
 
-__all__ = ["open_splits", "source_identity", "iter_batches", "VALIDATION_NAMES"]
+__all__ = ["open_splits", "open_split", "source_identity", "iter_batches", "VALIDATION_NAMES"]
 
 VALIDATION_NAMES = ("validation", "valid", "val")
 _BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -40,6 +40,10 @@ def _load_streaming(cfg: DataConfig):
     import datasets
 
     path = Path(cfg.dataset)
+    if not path.exists() and (path.is_absolute() or cfg.dataset.startswith((".", "~")) or cfg.dataset.count("/") > 1):
+        # a path, not a Hub name: say so without asking the Hub
+        raise ConfigError("dataset", f"there is no file or directory {cfg.dataset}",
+                          "give 'ptb' (offline default), an existing local file/dir, or a Hub dataset name")
     try:
         if path.is_file():
             builder = _BUILDERS.get(path.suffix)
@@ -101,6 +105,23 @@ def open_splits(cfg: DataConfig) -> tuple[object, object | None]:
         name = next((n for n in VALIDATION_NAMES if n in dsd), None)
         val = _StreamSplit(dsd[name], name, cfg.dataset) if name else None
     return _StreamSplit(dsd[cfg.train_split], cfg.train_split, cfg.dataset), val
+
+
+def open_split(cfg: DataConfig, split: str):
+    """One split as a stream with ``batches(column, size)``. ``validation`` of a dataset without one is the
+    training stream from its start: the documents training holds out (``open_splits``, ``prepare_tokens``)."""
+    if cfg.dataset == "ptb":
+        if split not in ("train", "validation", "test"):
+            raise ConfigError("split", f"ptb has no {split!r} split (test, train, validation)",
+                              "use --split validation")
+        return _PTBSplit(split)
+    dsd = _load_streaming(cfg)
+    name = split
+    if split == "validation":
+        name = cfg.validation_split or next((n for n in VALIDATION_NAMES if n in dsd), cfg.train_split)
+    if name not in dsd:
+        raise ConfigError("split", f"{cfg.dataset} has no {name!r} split ({sorted(dsd)})", "use --split validation")
+    return _StreamSplit(dsd[name], name, cfg.dataset)
 
 
 def iter_batches(split, cfg: DataConfig) -> Iterator:

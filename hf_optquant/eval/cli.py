@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include-path", default=None, help="directory of local lm-eval task YAMLs (offline)")
     p.add_argument("--limit", type=int, default=None, help="examples per task (quick checks)")
     p.add_argument("--baseline", default=None, help="full-precision parent: adds the degradation record")
-    p.add_argument("--dataset", default="ptb", help="held-out text for loss/perplexity")
+    p.add_argument("--dataset", default="ptb",
+                   help="held-out text for loss/perplexity: ptb (offline), a local file/dir or a Hub dataset, "
+                        "streamed (no validation split: the start of its train split, what training holds out)")
     p.add_argument("--max-tokens", type=int, default=65536, help="held-out tokens for loss/perplexity")
     p.add_argument("--block-size", type=int, default=128, help="tokens per evaluation block")
     p.add_argument("--out", default=None, help="eval.json path (default: inside the model dir; needed for a Hub id)")

@@ -12,13 +12,12 @@ __all__ = ["evaluate_loss"]
 @torch.no_grad()
 def evaluate_loss(model, tokenizer, *, dataset: str = "ptb", split: str = "validation", block_size: int = 128,
                   max_tokens: int | None = 65536, batch_size: int = 8, blocks: torch.Tensor | None = None) -> dict:
-    """Token-weighted mean next-token loss over packed blocks of the split."""
-    from ..data import pack_tokens
-    from ..data.packing import load_text_splits
+    """Token-weighted mean next-token loss over the first ``max_tokens`` tokens of the split, in blocks (or over
+    ``blocks``)."""
+    from ..data.blocks import dataset_blocks
 
     if blocks is None:
-        texts = load_text_splits(dataset)[split]
-        blocks = pack_tokens(texts, tokenizer, block_size, max_tokens=max_tokens)
+        blocks = dataset_blocks(tokenizer, dataset, split=split, block_size=block_size, max_tokens=max_tokens)
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0

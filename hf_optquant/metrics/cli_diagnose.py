@@ -25,7 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where MMR and kurtosis are measured: residual (the residual stream, each decoder block's "
                         "input and the last block's output, as the paper's authors measure it), linear (every "
                         "linear layer's input), both, or none; the model-level value is the median over layers")
-    p.add_argument("--dataset", default="ptb", help="text of the evaluation batches (ptb offline)")
+    p.add_argument("--dataset", default="ptb",
+                   help="text of the evaluation batches and of GPTQ's calibration (its train split): ptb (offline), "
+                        "a local file/dir or a Hub dataset, streamed")
     p.add_argument("--split", default="validation")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (atomically)")
 

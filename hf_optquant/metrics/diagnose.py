@@ -198,31 +198,30 @@ def _named_linears(model, stages):
 
 
 def _eval_blocks(tok, dataset: str, split: str, n_batches: int, batch_size: int, seq_len: int) -> torch.Tensor:
-    from ..data import pack_tokens
-    from ..data.packing import load_text_splits
+    from ..data.blocks import dataset_blocks
 
     if tok is None:
         raise ConfigError("model", "the model dir has no tokenizer to encode evaluation text",
                           "save the tokenizer with the model (tokenizer.save_pretrained(dir))")
-    splits = load_text_splits(dataset)
-    if split not in splits:
-        raise ConfigError("split", f"{dataset} has no {split!r} split ({sorted(splits)})", "use --split validation")
     need = n_batches * batch_size
-    return pack_tokens(splits[split], tok, seq_len, max_tokens=need * seq_len)[:need]
+    return dataset_blocks(tok, dataset, split=split, block_size=seq_len, max_tokens=need * seq_len, n_blocks=need)
 
 
 def diagnose_model_dir(model_dir, out_dir, ptq=None, *, n_batches: int = 4, seq_len: int = 128, batch_size: int = 4,
                        modules: str = "block", norm: str = "tensor", dataset: str = "ptb",
                        split: str = "validation", blocks: torch.Tensor | None = None, overwrite: bool = False,
-                       progress: bool = True, outliers: str = "residual") -> dict:
+                       progress: bool = True, outliers: str = "residual",
+                       calibration: torch.Tensor | None = None) -> dict:
     """Diagnose a saved model under the PTQ setting ``ptq`` (a :class:`~hf_optquant.ptq.PTQConfig`, or its
     flat keys as a dict; default ``PTQConfig()``: RTN W4A4, row scales); writes ``out_dir``
     (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the summary.
-    ``outliers``: where MMR and kurtosis are measured (residual, the paper's; linear; both; none)."""
+    ``outliers``: where MMR and kurtosis are measured (residual, the paper's; linear; both; none).
+    GPTQ calibrates on ``calibration`` blocks, else on 32 windows of ``dataset``'s training split."""
+    from ..data.blocks import calibration_blocks
     from ..io import OUT_EXISTS_FIX, atomic_dir, refuse_existing_output
     from ..models.anatomy import conv1d_to_linear
     from ..models.loading import load_causal_lm
-    from ..ptq import PTQConfig, calibration_ids, quantize_model
+    from ..ptq import PTQConfig, quantize_model
     from .plots import plot_abc, plot_mmr
 
     # Everything that can be checked before loading weights is checked first.
@@ -248,7 +247,9 @@ def diagnose_model_dir(model_dir, out_dir, ptq=None, *, n_batches: int = 4, seq_
     conv1d_to_linear(model)  # GPT-2: the float and quantized models then pair up layer by layer as nn.Linear
     if blocks is None:
         blocks = _eval_blocks(tok, dataset, split, n_batches, batch_size, seq_len)
-    calib = calibration_ids(tok, "ptb", 32, seq_len) if cfg.method == "gptq" else None
+    calib = None
+    if cfg.method == "gptq":
+        calib = calibration if calibration is not None else calibration_blocks(tok, dataset, 32, seq_len)
     qmodel, _ = quantize_model(model, cfg, calibration=calib)
     res = diagnose_models(model, qmodel, blocks, batch_size=batch_size, modules=modules, norm=norm,
                           progress=progress, outliers=outliers)

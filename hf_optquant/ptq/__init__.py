@@ -10,7 +10,7 @@ from .config import PTQConfig
 from .export import save_compressed_checkpoint
 from .gptq import dampen, gptq_quantize, hessian_update, inverse_hessian_cholesky, reconstruction_error
 from .optimum_backend import optimum_available, run_optimum_gptq
-from .run import calibration_ids, run_ptq
+from .run import run_ptq
 
 __all__ = [
     "PTQConfig",
@@ -28,5 +28,4 @@ __all__ = [
     "optimum_available",
     "run_optimum_gptq",
     "run_ptq",
-    "calibration_ids",
 ]

@@ -31,7 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model dir or Hub repo id")
     p.add_argument("--out", required=True, help="output checkpoint dir (compressed-tensors)")
     add_ptq_arguments(p)
-    p.add_argument("--calibration", default="ptb", help="GPTQ calibration text: ptb or a text file")
+    p.add_argument("--calibration", default="ptb",
+                   help="GPTQ calibration text (its train split, streamed): ptb, a local .txt/.jsonl/.parquet/.csv "
+                        "file or dir, or a Hub dataset")
     p.add_argument("--n-calibration", type=int, default=128, help="GPTQ calibration sequences")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per calibration sequence")
     p.add_argument("--seed", type=int, default=0)
@@ -45,8 +47,8 @@ def run(args) -> int:
     if args.backend == "optimum":
         from transformers import AutoTokenizer
 
+        from ..data.blocks import calibration_blocks
         from .optimum_backend import run_optimum_gptq
-        from .run import calibration_ids
 
         if cfg.method != "gptq":
             raise ConfigError("method", "the optimum backend runs GPTQ only", "pass --method gptq")
@@ -56,7 +58,7 @@ def run(args) -> int:
             why = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             raise ConfigError("model", f"cannot load a tokenizer from {args.model!r} ({why})",
                               "give a model dir saved with its tokenizer, or a Hub id") from None
-        ids = calibration_ids(tok, args.calibration, args.n_calibration, args.seq_len, args.seed)
+        ids = calibration_blocks(tok, args.calibration, args.n_calibration, args.seq_len, args.seed)
         texts = [tok.decode(row) for row in ids]
         out = run_optimum_gptq(args.model, args.out, cfg, calibration_texts=texts, overwrite=args.overwrite)
     else:

@@ -4,8 +4,7 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
+from ..data.blocks import calibration_blocks
 from ..errors import ConfigError
 from ..io import OUT_EXISTS_FIX, refuse_existing_output
 from ..models.loading import load_causal_lm
@@ -13,35 +12,12 @@ from .apply import quantize_model
 from .config import PTQConfig
 from .export import save_compressed_checkpoint
 
-__all__ = ["calibration_ids", "run_ptq"]
+__all__ = ["run_ptq"]
 
 
-def calibration_ids(tokenizer, source: str = "ptb", n: int = 128, seq_len: int = 128, seed: int = 0) -> torch.Tensor:
-    """``n`` random windows of ``seq_len`` tokens from the PTB train split or a text file (one text per line)."""
-    from ..data import pack_tokens
-    from ..data.packing import load_text_splits
-
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ConfigError("n_calibration", f"the calibration set is empty (n={n})", "use --n-calibration 128")
-    if tokenizer is None:
-        raise ConfigError("tokenizer", "the model has no tokenizer to encode calibration text",
-                          "save the tokenizer with the model (tokenizer.save_pretrained(dir))")
-    if source == "ptb":
-        texts = load_text_splits("ptb")["train"]
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError("calibration", f"{source} is neither 'ptb' nor a file", "use ptb or a text file")
-        texts = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-        if not texts:
-            raise ConfigError("calibration", f"{source} has no text", "give a file with one text per line")
-    try:
-        blocks = pack_tokens(texts, tokenizer, seq_len, max_tokens=n * seq_len * 4)
-    except ConfigError:
-        raise ConfigError("calibration", f"{source} has fewer than {seq_len} tokens",
-                          "give more calibration text or a smaller --seq-len") from None
-    g = torch.Generator().manual_seed(seed)
-    return blocks[torch.randperm(blocks.shape[0], generator=g)[:n]]
+def _source_name(source: str) -> str:
+    """A local calibration file or dir by its name only (not where it lies); ptb and Hub names as given."""
+    return Path(source).name if source != "ptb" and Path(source).exists() else source
 
 
 def run_ptq(model_path: str, out_dir: str, cfg: PTQConfig, *, calibration: str = "ptb", n_calibration: int = 128,
@@ -55,11 +31,11 @@ def run_ptq(model_path: str, out_dir: str, cfg: PTQConfig, *, calibration: str =
         raise ConfigError("n_calibration", f"the calibration set is empty (n={n_calibration})",
                           "use --n-calibration 128")
     model, tok = load_causal_lm(model_path)
-    calib = calibration_ids(tok, calibration, n_calibration, seq_len, seed) if cfg.method == "gptq" else None
+    calib = calibration_blocks(tok, calibration, n_calibration, seq_len, seed) if cfg.method == "gptq" else None
     _, qweights = quantize_model(model, cfg, calibration=calib)
     record = {"method": cfg.method, "source_model": str(model_path), "ptq_config": cfg.to_dict(),
               # The calibration source's name and size only: never its text.
-              "calibration": (calibration if calibration == "ptb" else Path(calibration).name) if calib is not None else None,
+              "calibration": _source_name(calibration) if calib is not None else None,
               "calibration_samples": int(calib.shape[0]) if calib is not None else 0,
               "calibration_seq_len": seq_len if calib is not None else None,
               "calibration_seed": seed if calib is not None else None,

@@ -85,7 +85,7 @@ def convert_qat(model: nn.Module, out_dir, *, tokenizer=None, record: dict | Non
     reload exactly with plain ``AutoModelForCausalLM.from_pretrained``; quest checkpoints
     (``quest_form="rotated"``) with :func:`hf_optquant.qat.load_quest`.
     """
-    from ..ptq.export import save_compressed_checkpoint
+    from ..ptq import save_compressed_checkpoint
 
     cfg = _qat_config(model)
     if cfg.scheme.w_bits is None:

@@ -35,16 +35,23 @@ def _study_store(cfg: StudyConfig, tokenizer):
 
 
 def _eval_blocks(cfg: StudyConfig, tokenizer):
-    from ..data.blocks import store_blocks
+    from ..data.blocks import dataset_blocks
 
     # The validation blocks the runs were evaluated on during training, from the study's token shards.
-    return store_blocks(_study_store(cfg, tokenizer), "validation", cfg.block_size,
-                        max_tokens=cfg.max_eval_tokens).blocks
+    return dataset_blocks(tokenizer, _study_store(cfg, tokenizer), split="validation", block_size=cfg.block_size,
+                          max_tokens=cfg.max_eval_tokens)
+
+
+def _calibration_blocks(cfg: StudyConfig, tokenizer):
+    from ..data.blocks import dataset_blocks
+
+    # GPTQ calibrates on the study's own training text (its first 32 blocks), not on another corpus.
+    return dataset_blocks(tokenizer, _study_store(cfg, tokenizer), split="train", block_size=cfg.block_size,
+                          max_tokens=32 * cfg.block_size)
 
 
 def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
     """Quantize the run at its Common-Loss checkpoint with every PTQ setting; evaluate both."""
-    from ..data.blocks import store_blocks
     from ..eval import evaluate_loss
     from ..eval.harness import zero_shot
     from ..models.loading import load_causal_lm
@@ -63,9 +70,7 @@ def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
 
     rec = {"run_id": spec.run_id, "common_loss": cl["value"], "checkpoint": ckpt, "fp": quality(model), "ptq": {}}
     for pcfg in cfg.ptq:
-        # GPTQ calibrates on the study's own training text (its first 32 blocks), not on another corpus.
-        calib = store_blocks(_study_store(cfg, tok), "train", cfg.block_size, max_tokens=32 * cfg.block_size
-                             ).blocks if pcfg.method == "gptq" else None
+        calib = _calibration_blocks(cfg, tok) if pcfg.method == "gptq" else None
         qmodel, _ = quantize_model(model, pcfg, calibration=calib)
         q = quality(qmodel)
         q["delta_val_loss"] = q["val_loss"] - rec["fp"]["val_loss"]
@@ -87,7 +92,8 @@ def _diagnose(cfg: StudyConfig, spec: RunSpec) -> dict:
     blocks = _eval_blocks(cfg, tok)[: cfg.diagnose_batches * 4]
     summary = diagnose_model_dir(ptq_rec["checkpoint"]["path"], out, cfg.ptq[0], n_batches=cfg.diagnose_batches,
                                  seq_len=cfg.block_size, blocks=blocks, overwrite=True, progress=False,
-                                 outliers=cfg.diagnose_outliers)
+                                 outliers=cfg.diagnose_outliers,
+                                 calibration=_calibration_blocks(cfg, tok) if cfg.ptq[0].method == "gptq" else None)
     return {"available": True, **summary}
 
 

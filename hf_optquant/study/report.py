@@ -16,6 +16,10 @@ from .config import StudyConfig
 
 __all__ = ["write_report", "results_frame"]
 
+# How the report's prose names the optimizers and metrics.
+_NAMES = {"adamw": "AdamW", "muon": "Muon", "psgd": "PSGD", "scion": "Scion", "shampoo": "Shampoo", "soap": "SOAP"}
+_METRIC_LABELS = {"mmr": "MMR", "kurtosis": "kurtosis", "r_l": "R_L"}
+
 
 def _cell(v, digits=4) -> str:
     """A table cell: floats at ``digits`` decimals, anything missing as ``n/a``."""
@@ -257,11 +261,6 @@ def _fits_section(cfg: StudyConfig, rec: dict) -> list[str]:
         _table(["optimizer", "E", "alpha", "rho (ours)", "rho LOO interval", "LOO RMSE", "rho (paper)"], rows), "",
         f"Form: {fit.get('form')} (`fits/fit.json`, plot `fits/fit.png`). Paper: {_NAMES[highest]} has the highest "
         f"rho ({PAPER_RHO[highest]}), {_NAMES[lowest]} the lowest ({PAPER_RHO[lowest]}).", ""]
-
-
-# How the report's prose names the optimizers and metrics.
-_NAMES = {"adamw": "AdamW", "muon": "Muon", "psgd": "PSGD", "scion": "Scion", "shampoo": "Shampoo", "soap": "SOAP"}
-_METRIC_LABELS = {"mmr": "MMR", "kurtosis": "kurtosis", "r_l": "R_L"}
 
 
 def _correlations_section(rec: dict) -> list[str]:

@@ -41,7 +41,7 @@ def _check_budget(cfg, size: str, n_params: int) -> None:
 
 
 def _check_quantizers(cfg, size: str, model) -> None:
-    from ..ptq.apply import target_linears
+    from ..ptq import target_linears
     from ..qat.prepare import find_targets
 
     if "qat" in cfg.precisions:
