@@ -119,3 +119,31 @@ def test_ant_routing_is_the_default_and_adamw_side_group_an_option(name):
     side = opt.optimizers["side"]
     assert isinstance(side, torch.optim.AdamW)
     assert all(g["lr"] == 3e-3 and g["weight_decay"] == 0.1 for g in side.param_groups)
+
+
+def test_vocabulary_side_above_12288_follows_the_authors_max_preconditioner_dims():
+    """The paper's settings (max dim 12288) on an embedding with a vocabulary above it, as the 32k/50k
+    vocabularies of the paper's sizes: PSGD keeps a diagonal factor on that side, SOAP none, Shampoo blocks it."""
+    from hf_optquant.optim.shampoo import block_shape, split_blocks
+
+    vocab = 12289
+    m = build_model("tiny-1", vocab_size=vocab, seed=0)
+    emb = m.get_input_embeddings().weight
+    hidden = emb.shape[1]
+    batch = torch.randint(0, vocab, (1, 8))
+    m(input_ids=batch, labels=batch).loss.backward()
+    kron = build_optimizer("psgd", m).optimizers["hidden"]
+    soap = build_optimizer("soap", m).optimizers["hidden"]
+    for opt in (kron, soap):
+        opt.step()
+    q = kron.state[emb]["Q"]
+    assert [tuple(x.shape) for x in q] == [(vocab,), (hidden, hidden)]  # diagonal on the vocabulary side
+    gg = soap.state[emb]["GG"]
+    assert len(gg) == 2 and len(gg[0]) == 0 and tuple(gg[1].shape) == (hidden, hidden)  # not preconditioned
+    sh = build_optimizer("shampoo", m).optimizers["hidden"]
+    assert sh.param_groups[0]["max_preconditioner_dim"] == 12288
+    # Meta's rule at the paper's 125M shape: the 32000 x 768 embedding in blocks of <= 12288 rows, each with
+    # a full factor per side (checked on a meta-device tensor: no memory).
+    shape = block_shape((32000, 768), 12288, sh.param_groups[0]["merge_small_dims"])
+    blocks = split_blocks(torch.empty(shape, device="meta"), 12288)
+    assert [tuple(b.shape) for b in blocks] == [(12288, 768), (12288, 768), (7424, 768)]

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+import hf_optquant.optim.shampoo as shampoo_module
 from hf_optquant.optim.shampoo import Shampoo, block_shape, matrix_inverse_roots, split_blocks
 
 CFG = dict(lr=0.05, betas=(0.9, 0.95), epsilon=1e-3, weight_decay=0.1, precondition_frequency=3,
@@ -80,11 +81,14 @@ def _rel(a, b, w0):
     return max(((x - y).norm() / (y - z).norm()).item() for x, y, z in zip(a, b, w0))
 
 
-@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.5, True)])
-def test_matches_float64_reference_with_blocks_and_1d(momentum, nesterov):
+@pytest.mark.parametrize("momentum,nesterov,batch_max_dim", [(0.0, False, 1024), (0.5, True, 1024), (0.0, False, 0)])
+def test_matches_float64_reference_with_blocks_and_1d(momentum, nesterov, batch_max_dim, monkeypatch):
+    # batch_max_dim 0: same-shaped blocks preconditioned one by one (the path of large blocks) instead of batched
+    monkeypatch.setattr(shampoo_module, "_BATCH_MAX_DIM", batch_max_dim)
     torch.manual_seed(0)
-    # (6, 4) and (4, 6): one block each; (7, 5): blocks of <= 5 rows; (5,): one full-matrix factor; (2, 3, 4): order 3
-    w0 = [torch.randn(s, dtype=torch.float64) for s in [(6, 4), (4, 6), (7, 5), (5,), (2, 3, 4)]]
+    # (6, 4) twice (same-shaped blocks: batched) and (4, 6): one block each; (7, 5): blocks of <= 5 rows;
+    # (5,): one full-matrix factor; (2, 3, 4): order 3
+    w0 = [torch.randn(s, dtype=torch.float64) for s in [(6, 4), (4, 6), (7, 5), (5,), (2, 3, 4), (6, 4)]]
     ours, opt = _run(w0, 10, CFG, max_preconditioner_dim=5, momentum=momentum, use_nesterov=nesterov)
     ref = _reference(w0, 10, CFG, 5, momentum=momentum, nesterov=nesterov)
     assert _rel(ours, ref, w0) < 1e-4  # fp32 factors vs float64
