@@ -26,6 +26,8 @@ from .prepare import find_targets, prepare_qat, qat_modules, set_qat_enabled, st
 
 __all__ = [
     "QATConfig",
+    "qat_record",
+    "read_qat_record",
     "DEFAULT_TARGETS",
     "AUTO_TARGET",
     "LLAMA_TARGETS",
