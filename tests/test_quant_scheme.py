@@ -156,3 +156,15 @@ def test_run_json_qat_entry_is_written_once_and_read_back_once():
     assert qat_record(None) is None and read_qat_record({"qat": None}) is None
     with pytest.raises(ConfigError, match=r"^run\.json: qat\.w_bits"):
         read_qat_record({"qat": {**cfg.to_dict(), "w_bits": 1}})
+
+
+def test_a_study_recorded_before_ptq_settings_were_ptq_configs_still_matches(tmp_path):
+    from hf_optquant.study.config import StudyConfig
+    from hf_optquant.study.guard import changed_fields, config_record
+
+    kw = dict(output_dir=str(tmp_path), precisions=["full"])
+    rec = config_record(StudyConfig(**kw, ptq=[{"method": "rtn"}, {"method": "gptq"}]))
+    old = {**rec, "ptq": [{k: p[k] for k in ("method", "w_bits", "a_bits", "granularity")} for p in rec["ptq"]]}
+    assert changed_fields(old, rec) == {}  # the keys added since count at PTQConfig's defaults
+    new = config_record(StudyConfig(**kw, ptq=[{"method": "rtn"}, {"method": "gptq", "damp": 0.1}]))
+    assert changed_fields(old, new) == {"ptq[1].damp": (0.01, 0.1)}
