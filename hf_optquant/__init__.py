@@ -20,6 +20,8 @@ _EXPORTS = {
     "QATConfig": "hf_optquant.qat",
     "prepare_qat": "hf_optquant.qat",
     "convert_qat": "hf_optquant.qat",
+    "PTQConfig": "hf_optquant.ptq",
+    "QuantScheme": "hf_optquant.quant",
     "ConfigError": "hf_optquant.errors",
 }
 

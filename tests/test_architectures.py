@@ -128,8 +128,8 @@ def test_gpt2_ptq_exports_a_checkpoint_plain_transformers_loads(method, tmp_path
     qmodel, qweights = quantize_model(model, cfg, calibration=torch.randint(0, V, (8, 32)))
     assert isinstance(model.transformer.h[0].attn.c_attn, Conv1D)  # the input model is left as it was
     assert len(qweights) == 8
-    out = save_compressed_checkpoint(model, tmp_path / "q", qweights=qweights, w_bits=4, a_bits=8,
-                                     granularity="row", record={"method": method})
+    out = save_compressed_checkpoint(model, tmp_path / "q", qweights=qweights, scheme=cfg.scheme,
+                                     record={"method": method})
     assert json.loads((out / "config.json").read_text())["model_type"] == "gpt_bigcode"
     with torch.no_grad():
         want = qmodel(input_ids=ids).logits

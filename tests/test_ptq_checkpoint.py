@@ -15,6 +15,7 @@ from hf_optquant.cli import main
 from hf_optquant.data import calibration_blocks
 from hf_optquant.models import load_causal_lm
 from hf_optquant.ptq import PTQConfig, quantize_model, save_compressed_checkpoint
+from hf_optquant.quant import QuantScheme
 
 # Imports only torch and transformers (compressed-tensors is loaded by transformers itself).
 RELOAD = textwrap.dedent("""
@@ -50,7 +51,7 @@ def quantized(trained_tiny_dir, tmp_path_factory):
     cfg = PTQConfig(**CASES["gptq"])
     calib = calibration_blocks(tok, "ptb", 16, 64)
     qmodel, qweights = quantize_model(model, cfg, calibration=calib)
-    save_compressed_checkpoint(model, root / "gptq", qweights=qweights, w_bits=4, a_bits=4, granularity="group:32",
+    save_compressed_checkpoint(model, root / "gptq", qweights=qweights, scheme=cfg.scheme,
                                tokenizer=tok, record={"method": "gptq", "source_model": str(trained_tiny_dir),
                                                       "calibration_samples": 16})
     ids = torch.randint(0, len(tok), (2, 32), generator=torch.Generator().manual_seed(1))
@@ -138,7 +139,7 @@ def test_flat_per_row_scales_save_the_same_checkpoint(trained_tiny_dir, tmp_path
     _, qweights = quantize_model(model, PTQConfig(w_bits=4, a_bits=None))
     flat = {n: (q, s.flatten()) for n, (q, s) in qweights.items()}  # (rows,) instead of (rows, 1)
     for name, qw in (("2d", qweights), ("1d", flat)):
-        save_compressed_checkpoint(model, tmp_path / name, qweights=qw, w_bits=4, a_bits=None, granularity="row",
+        save_compressed_checkpoint(model, tmp_path / name, qweights=qw, scheme=QuantScheme(w_bits=4, a_bits=None),
                                    record={"method": "rtn"})
     a, b = load_file(tmp_path / "2d" / "model.safetensors"), load_file(tmp_path / "1d" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

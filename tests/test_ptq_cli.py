@@ -80,7 +80,7 @@ def test_config_validation():
         PTQConfig(block_size=0)
     with pytest.raises(ConfigError, match="a_bits"):
         PTQConfig(a_bits=2)
-    assert PTQConfig(granularity="GROUP:64").granularity == "group:64"
+    assert PTQConfig(granularity="GROUP:64").scheme.granularity == "group:64"
 
 
 def test_optimum_backend_without_extra_is_a_clear_error(trained_tiny_dir, tmp_path):

@@ -11,7 +11,7 @@ from hf_optquant.qat import QATConfig, QATLinear, convert_qat, prepare_qat, qat_
 
 def test_roundtrip_and_defaults():
     cfg = QATConfig.from_dict({"quantizer": "rtn", "w_bits": 8, "a_bits": "none", "granularity": "group:32"})
-    assert cfg.a_bits is None and cfg.granularity == "group:32"
+    assert cfg.scheme.a_bits is None and cfg.scheme.granularity == "group:32"
     assert QATConfig.from_dict(cfg.to_dict()) == cfg
     d = QATConfig().to_dict()
     assert d["quantizer"] == "quest" and d["w_bits"] == 4 and d["a_bits"] == 4 and d["hadamard_block"] == 128

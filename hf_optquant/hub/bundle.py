@@ -70,13 +70,19 @@ def build_model_bundle(source: Source, repo_id: str, *, license: str = "apache-2
                   extra_versions={"huggingface_hub (publish)": metadata.version("huggingface_hub")})
     if source.kind == "checkpoint":
         card = checkpoint_card(run=run, quant=quant or {}, **common)
-    elif run and run.get("qat"):
+    elif run and _trained_with_qat(run):
         card = qat_card(run=run, **common)
     else:
         card = full_precision_card(run=run, **common)
     bundle.files["README.md"] = str(card).encode()
     bundle.summary = f"{source.kind} {source.path.name}: {len(bundle.files)} files"
     return bundle
+
+
+def _trained_with_qat(run: dict) -> bool:
+    from ..qat.config import read_qat_record
+
+    return read_qat_record(run) is not None
 
 
 def study_name(study_dir: Path, df) -> str:

@@ -215,14 +215,16 @@ def full_precision_card(*, repo_id: str, config: dict, run: dict | None, eval_js
 def qat_card(*, repo_id: str, config: dict, run: dict, eval_json: dict | None, has_tokenizer: bool,
              license: str = "apache-2.0", base_model: str | None = None, extra_versions: dict | None = None):
     """The card of a run trained with quantization-aware training (``run["qat"]`` is its QAT block)."""
-    qat, optimizer = run["qat"], run.get("optimizer")
-    a = qat.get("a_bits")
+    from ..qat.config import read_qat_record
+
+    cfg, optimizer = read_qat_record(run), run.get("optimizer")
+    qat, w, a = cfg.to_dict(), cfg.scheme.w_bits, cfg.scheme.a_bits
     return _model_card(
         repo_id=repo_id, config=config, run=run, eval_json=eval_json, has_tokenizer=has_tokenizer, license=license,
         base_model=base_model, versions={**(run.get("versions") or {}), **(extra_versions or {})},
-        tags=["qat", str(qat.get("quantizer", "qat")), f"w{qat.get('w_bits')}a{a if a else 16}"],
+        tags=["qat", cfg.quantizer, f"w{w}a{a if a else 16}"],
         title=f"{optimizer}-trained QAT model", qat=qat,
-        precision=(f"trained with QAT ({qat.get('quantizer', 'qat')} W{qat.get('w_bits')}A{a if a else 16}); "
+        precision=(f"trained with QAT ({cfg.quantizer} W{w}A{a if a else 16}); "
                    "weights stored unquantized"),
         summary=(f"A {run.get('model_size') or 'causal'} language model trained from scratch with {optimizer} "
                  "under quantization-aware training."),

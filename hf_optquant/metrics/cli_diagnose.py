@@ -1,10 +1,11 @@
-"""``hf-optquant diagnose MODEL_DIR --w-bits 4 --a-bits 4 [--method rtn] --out DIR``."""
+"""``hf-optquant diagnose MODEL_DIR --w-bits 4 --a-bits 4 [--method rtn] --out DIR`` (every ``ptq`` flag of the
+PTQ setting, then the diagnosis's own)."""
 from __future__ import annotations
 
 import argparse
 import json
 
-from ..ptq.cli import add_scheme_arguments
+from ..ptq.cli import add_ptq_arguments, ptq_config
 
 __all__ = ["add_arguments", "run"]
 
@@ -12,7 +13,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model dir (or Hub repo id, online)")
     p.add_argument("--out", required=True, help="output dir: summary.json, layers.parquet/.csv, outliers.csv, PNGs")
-    add_scheme_arguments(p, method_help="PTQ method whose error is decomposed: rtn or gptq")
+    add_ptq_arguments(p, method_help="PTQ method whose error is decomposed: rtn or gptq")
     p.add_argument("--n-batches", type=int, default=4, help="evaluation batches")
     p.add_argument("--batch-size", type=int, default=4, help="sequences per batch")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence")
@@ -34,8 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from .diagnose import diagnose_model_dir
 
-    s = diagnose_model_dir(args.model, args.out, w_bits=args.w_bits, a_bits=args.a_bits,
-                           granularity=args.granularity, method=args.method, n_batches=args.n_batches,
+    s = diagnose_model_dir(args.model, args.out, ptq_config(args), n_batches=args.n_batches,
                            seq_len=args.seq_len, batch_size=args.batch_size, modules=args.modules, norm=args.norm,
                            dataset=args.dataset, split=args.split, overwrite=args.overwrite,
                            outliers=args.outliers)

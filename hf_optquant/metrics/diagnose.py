@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
+from ..quant.scheme import matches_target
 from .decomposition import NORMS
 from .engine import ABCEngine, Stage, outlier_sites
 from .outlier_stats import OUTLIER_METRICS, OUTLIER_SITES, aggregate_layers, weight_stats
@@ -32,7 +33,8 @@ MODULE_SETS = ("block", "default", "linear", "sublayer", "all")  # default = blo
 
 
 def module_selector(modules: str, stage_names: set[str]):
-    """``select(name, module, is_stage)`` for a module set or comma-separated name suffixes."""
+    """``select(name, module, is_stage)`` for a module set or comma-separated name patterns (name suffixes,
+    dotted suffixes, ``re:REGEX``: :func:`hf_optquant.quant.scheme.matches_target`)."""
     if modules in ("block", "default"):
         return lambda name, m, is_stage: is_stage
     if modules == "linear":
@@ -45,8 +47,8 @@ def module_selector(modules: str, stage_names: set[str]):
         return lambda name, m, is_stage: is_stage or direct_child(name)
     if modules == "all":
         return lambda name, m, is_stage: is_stage or direct_child(name) or isinstance(m, torch.nn.Linear)
-    wanted = {w.strip() for w in modules.split(",") if w.strip()}
-    return lambda name, m, is_stage: name.split(".")[-1] in wanted
+    wanted = [w.strip() for w in modules.split(",") if w.strip()]
+    return lambda name, m, is_stage: any(matches_target(w, name) for w in wanted)
 
 
 def _get(model, path):
@@ -205,13 +207,13 @@ def _eval_blocks(tok, dataset: str, split: str, n_batches: int, batch_size: int,
     return dataset_blocks(tok, dataset, split=split, block_size=seq_len, max_tokens=need * seq_len, n_blocks=need)
 
 
-def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | None = 4, granularity: str = "row",
-                       method: str = "rtn", n_batches: int = 4, seq_len: int = 128, batch_size: int = 4,
+def diagnose_model_dir(model_dir, out_dir, ptq=None, *, n_batches: int = 4, seq_len: int = 128, batch_size: int = 4,
                        modules: str = "block", norm: str = "tensor", dataset: str = "ptb",
                        split: str = "validation", blocks: torch.Tensor | None = None, overwrite: bool = False,
                        progress: bool = True, outliers: str = "residual",
                        calibration: torch.Tensor | None = None) -> dict:
-    """Diagnose a saved model under ``PTQConfig(method, w_bits, a_bits, granularity)``; writes ``out_dir``
+    """Diagnose a saved model under the PTQ setting ``ptq`` (a :class:`~hf_optquant.ptq.PTQConfig`, or its
+    flat keys as a dict; default ``PTQConfig()``: RTN W4A4, row scales); writes ``out_dir``
     (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the summary.
     ``outliers``: where MMR and kurtosis are measured (residual, the paper's; linear; both; none).
     GPTQ calibrates on ``calibration`` blocks, else on 32 windows of ``dataset``'s training split."""
@@ -223,7 +225,7 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     from .plots import plot_abc, plot_mmr
 
     # Everything that can be checked before loading weights is checked first.
-    cfg = PTQConfig(method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity)
+    cfg = PTQConfig.from_dict(ptq) if ptq is not None else PTQConfig()
     _check_outliers(outliers)
     refuse_existing_output(out_dir, overwrite=overwrite, fix=OUT_EXISTS_FIX)
     if not Path(str(model_dir)).exists() and str(model_dir).count("/") != 1:
@@ -246,7 +248,7 @@ def diagnose_model_dir(model_dir, out_dir, *, w_bits: int = 4, a_bits: int | Non
     if blocks is None:
         blocks = _eval_blocks(tok, dataset, split, n_batches, batch_size, seq_len)
     calib = None
-    if method == "gptq":
+    if cfg.method == "gptq":
         calib = calibration if calibration is not None else calibration_blocks(tok, dataset, 32, seq_len)
     qmodel, _ = quantize_model(model, cfg, calibration=calib)
     res = diagnose_models(model, qmodel, blocks, batch_size=batch_size, modules=modules, norm=norm,

@@ -7,7 +7,7 @@ from .actquant import attach_activation_quant
 from .apply import quantize_model, target_linears, untie_lm_head
 from .calibrate import sequential_quantize
 from .config import PTQConfig
-from .export import quantization_scheme, save_compressed_checkpoint, storage_format
+from .export import save_compressed_checkpoint
 from .gptq import dampen, gptq_quantize, hessian_update, inverse_hessian_cholesky, reconstruction_error
 from .optimum_backend import optimum_available, run_optimum_gptq
 from .run import run_ptq
@@ -20,8 +20,6 @@ __all__ = [
     "attach_activation_quant",
     "sequential_quantize",
     "save_compressed_checkpoint",
-    "quantization_scheme",
-    "storage_format",
     "hessian_update",
     "dampen",
     "inverse_hessian_cholesky",

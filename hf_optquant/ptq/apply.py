@@ -13,6 +13,7 @@ import torch
 from ..errors import ConfigError
 from ..models.anatomy import block_linears, conv1d_to_linear
 from ..quant import dequantize_rtn, quantize_rtn
+from ..quant.scheme import matches_target
 from .actquant import attach_activation_quant
 from .calibrate import sequential_quantize
 from .config import PTQConfig
@@ -23,12 +24,12 @@ __all__ = ["target_linears", "quantize_model", "untie_lm_head"]
 
 def target_linears(model: torch.nn.Module, *, targets: tuple[str, ...] = (),
                    lm_head: bool = False) -> dict[str, torch.nn.Linear]:
-    """The linears PTQ quantizes: those in the decoder blocks (optionally filtered by name
-    suffix), plus the output embedding if ``lm_head`` (``hf_optquant.models.anatomy``; Conv1D
+    """The linears PTQ quantizes: those in the decoder blocks (optionally those matching a ``targets``
+    pattern, :func:`hf_optquant.quant.scheme.matches_target`), plus the output embedding if ``lm_head`` (``hf_optquant.models.anatomy``; Conv1D
     layers must have been turned into nn.Linear first, as :func:`quantize_model` does)."""
     head = model.get_output_embeddings()
     out = {n: m for n, m in block_linears(model, lm_head=lm_head).items()
-           if m is head or not targets or n.split(".")[-1] in targets}
+           if m is head or not targets or any(matches_target(t, n) for t in targets)}
     conv = [n for n, m in out.items() if not isinstance(m, torch.nn.Linear)]
     if conv:
         raise ConfigError("model", f"{conv[0]} is a transformers Conv1D", "call conv1d_to_linear(model) first")
@@ -70,22 +71,23 @@ def quantize_model(model: torch.nn.Module, cfg: PTQConfig, *, calibration: torch
     conv1d_to_linear(qmodel)  # GPT-2: the RTN/GPTQ math works on (out, in) nn.Linear weights
     if cfg.lm_head:
         untie_lm_head(qmodel)
-    targets = target_linears(qmodel, targets=cfg.targets, lm_head=cfg.lm_head)
-    gran = cfg.gran
+    scheme = cfg.scheme
+    targets = target_linears(qmodel, targets=scheme.targets, lm_head=cfg.lm_head)
+    gran = scheme.gran
     for n, m in targets.items():
         gran.check_divides(m.in_features, f" of {n}")
     qweights: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     if cfg.method == "rtn":
         for n, m in targets.items():
-            qweights[n] = _set_quantized(m, *quantize_rtn(m.weight.data.float(), cfg.w_bits, gran), gran)
-        attach_activation_quant(qmodel, list(targets), cfg.a_bits)
+            qweights[n] = _set_quantized(m, *quantize_rtn(m.weight.data.float(), scheme.w_bits, gran), gran)
+        attach_activation_quant(qmodel, list(targets), scheme.a_bits)
     else:
         def one_layer(name, module, H):
-            q, s = gptq_quantize(module.weight.data, H, cfg.w_bits, gran, block_size=cfg.block_size,
+            q, s = gptq_quantize(module.weight.data, H, scheme.w_bits, gran, block_size=cfg.block_size,
                                  damp=cfg.damp, act_order=cfg.act_order)
             qweights[name] = _set_quantized(module, q, s, gran)
 
         device = next(qmodel.parameters()).device
-        sequential_quantize(qmodel, targets, calibration.to(device), one_layer, a_bits=cfg.a_bits,
+        sequential_quantize(qmodel, targets, calibration.to(device), one_layer, a_bits=scheme.a_bits,
                             batch_size=batch_size)
     return qmodel, qweights

@@ -4,38 +4,33 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
+from ..quant.arguments import add_scheme_arguments, scheme_kwargs
 from .config import PTQConfig
 
-__all__ = ["add_arguments", "add_scheme_arguments", "run"]
+__all__ = ["add_arguments", "add_ptq_arguments", "ptq_config", "run"]
 
 
-def _bits(v: str):
-    if v.lower() in ("none", "16", "fp", "no"):
-        return None
-    try:
-        return int(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{v!r} is not a bit width (4, 8 or none)") from None
-
-
-def add_scheme_arguments(p: argparse.ArgumentParser, method_help: str = "rtn (the paper's) or gptq") -> None:
-    """--method, --w-bits, --a-bits, --granularity: the PTQConfig fields every quantizing command takes."""
+def add_ptq_arguments(p: argparse.ArgumentParser, method_help: str = "rtn (the paper's) or gptq") -> None:
+    """The PTQConfig flags every quantizing command takes (ptq, diagnose): --method, the scheme's flags
+    (generated from QuantScheme), --lm-head and GPTQ's --act-order, --damp, --block-size."""
     p.add_argument("--method", default="rtn", help=method_help)
-    p.add_argument("--w-bits", type=int, default=4, help="weight bits, 2-8")
-    p.add_argument("--a-bits", type=_bits, default=4, help="activation bits per token: 4, 8 or none")
-    p.add_argument("--granularity", default="row", help="weight scales: row, group:G or tensor")
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model dir or Hub repo id")
-    p.add_argument("--out", required=True, help="output checkpoint dir (compressed-tensors)")
     add_scheme_arguments(p)
-    p.add_argument("--targets", default="", help="comma-separated linear name suffixes (default: all in the blocks)")
     p.add_argument("--lm-head", action="store_true", help="also quantize the LM head (unties it)")
     p.add_argument("--act-order", action=argparse.BooleanOptionalAction, default=True,
                    help="GPTQ: columns by decreasing Hessian diagonal (default on; --no-act-order for the plain sweep)")
     p.add_argument("--damp", type=float, default=0.01, help="GPTQ damping (fraction of mean diag H)")
     p.add_argument("--block-size", type=int, default=128, help="GPTQ error-feedback block size")
+
+
+def ptq_config(args) -> PTQConfig:
+    return PTQConfig(method=args.method, **scheme_kwargs(args), lm_head=args.lm_head, act_order=args.act_order,
+                     damp=args.damp, block_size=args.block_size)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model dir or Hub repo id")
+    p.add_argument("--out", required=True, help="output checkpoint dir (compressed-tensors)")
+    add_ptq_arguments(p)
     p.add_argument("--calibration", default="ptb",
                    help="GPTQ calibration text (its train split, streamed): ptb, a local .txt/.jsonl/.parquet/.csv "
                         "file or dir, or a Hub dataset")
@@ -48,9 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    cfg = PTQConfig(method=args.method, w_bits=args.w_bits, a_bits=args.a_bits, granularity=args.granularity,
-                    targets=tuple(t for t in args.targets.split(",") if t), lm_head=args.lm_head,
-                    act_order=args.act_order, damp=args.damp, block_size=args.block_size)
+    cfg = ptq_config(args)
     if args.backend == "optimum":
         from transformers import AutoTokenizer
 

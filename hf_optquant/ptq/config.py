@@ -1,22 +1,24 @@
-"""PTQ settings."""
+"""PTQ settings: a :class:`~hf_optquant.quant.QuantScheme` and the PTQ method's own knobs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ConfigError
-from ..quant import Granularity, parse_granularity, validate_bits
+from ..quant.scheme import AUTO_TARGET as AUTO
+from ..quant.scheme import QuantScheme, check_keys, flat_scheme_keys
 
 __all__ = ["PTQConfig"]
 
 
+@flat_scheme_keys()
 @dataclass(kw_only=True)
 class PTQConfig:
     method: str = field(default="rtn", metadata={"help": "rtn (round-to-nearest, the paper's) or gptq."})
-    w_bits: int = field(default=4, metadata={"help": "Weight bits, 2-8."})
-    a_bits: int | None = field(default=4, metadata={"help": "Activation bits, dynamic per token: 4, 8 or None."})
-    granularity: str = field(default="row", metadata={"help": "Weight scales: row, group:G or tensor."})
-    targets: tuple[str, ...] = field(default=(), metadata={
-        "help": "Linear layers to quantize, by name suffix (e.g. q_proj); empty: every linear in the decoder blocks."})
+    scheme: QuantScheme = field(default_factory=QuantScheme, metadata={
+        "help": "Weights, activations and targets (hf_optquant.quant.QuantScheme); written flat in YAML and on "
+                "the command line: w_bits, a_bits, granularity, targets (empty: every linear in the decoder "
+                "blocks)."})
     lm_head: bool = field(default=False, metadata={"help": "Also quantize the LM head (the checkpoint then unties it)."})
     damp: float = field(default=0.01, metadata={"help": "GPTQ: damping, a fraction of mean diag(H)."})
     block_size: int = field(default=128, metadata={"help": "GPTQ: columns per error-feedback block."})
@@ -27,25 +29,36 @@ class PTQConfig:
     def __post_init__(self):
         if self.method not in ("rtn", "gptq"):
             raise ConfigError("method", f"unknown method {self.method!r}", "use rtn or gptq")
-        if self.w_bits is None:
-            raise ConfigError("w_bits", "weights must be quantized", "use an integer between 2 and 8")
-        validate_bits(self.w_bits, "w_bits")
-        validate_bits(self.a_bits, "a_bits", allowed=(4, 8))
-        self.granularity = str(parse_granularity(self.granularity))
-        self.targets = tuple(self.targets)
-        if not all(isinstance(t, str) and t for t in self.targets):
-            raise ConfigError("targets", f"must be non-empty layer-name suffixes, got {self.targets!r}",
-                              "e.g. ('q_proj', 'k_proj'), or leave empty for every block linear")
+        if AUTO in self.scheme.targets:
+            raise ConfigError("targets", "auto is QAT's layer set", "leave targets empty for every block linear "
+                              "and pass lm_head for the LM head")
+        self.scheme.check_exportable()  # PTQ always writes a checkpoint: its rules apply from the start
         if not 0 <= self.damp < 1:
             raise ConfigError("damp", f"must be in [0, 1), got {self.damp}", "use 0.01")
         if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size <= 0:
             raise ConfigError("block_size", f"must be a positive integer, got {self.block_size!r}", "use 128")
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | PTQConfig, prefix: str = "") -> PTQConfig:
+        """From the flat keys of a YAML block (``prefix`` names it in errors, e.g. ``ptq.``)."""
+        if isinstance(d, PTQConfig):
+            return d
+        if not isinstance(d, dict):
+            raise ConfigError(prefix.rstrip(".") or "ptq", f"must be a mapping, got {d!r}",
+                              "write e.g. {method: rtn, w_bits: 4, a_bits: 4, granularity: row}")
+        check_keys(cls, d, prefix)
+        try:
+            return cls(**d)
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}{exc.field}", exc.problem, exc.fix) from None
+
     @property
-    def gran(self) -> Granularity:
-        return parse_granularity(self.granularity)
+    def tag(self) -> str:
+        """Short name of the setting (``rtn-w4a4-row``): study record keys and results-table run ids."""
+        s = self.scheme
+        a = f"a{s.a_bits}" if s.a_bits else "a16"
+        return f"{self.method}-w{s.w_bits}{a}-{s.granularity.replace(':', '')}"
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["targets"] = list(self.targets)
-        return d
+        return {"method": self.method, **self.scheme.user_dict(), "lm_head": self.lm_head, "damp": self.damp,
+                "block_size": self.block_size, "act_order": self.act_order}

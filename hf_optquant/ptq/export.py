@@ -26,42 +26,11 @@ import torch
 from ..errors import ConfigError
 from ..io import atomic_dir, atomic_write_json, refuse_existing_output
 from ..models.linearize import gpt2_as_bigcode, needs_linearizing, permute_qweights
-from ..quant import (
-    Granularity,
-    dequantize_rtn,
-    parse_granularity,
-    qrange,
-    validate_bits,
-)
+from ..quant import Granularity, dequantize_rtn, qrange
+from ..quant.scheme import QuantScheme
 from .apply import untie_lm_head
 
-__all__ = ["save_compressed_checkpoint", "quantization_scheme", "storage_format"]
-
-
-def storage_format(w_bits: int, a_bits: int | None, zero_point: float = 0.0, packable: bool = True) -> str:
-    # A float zero point cannot be packed into int32 words: midrise grids keep one int8 per code.
-    # packable=False: GPTBigCode's weight init reads ``c_proj.weight``, which packed layers do not have.
-    if (w_bits == 8 and a_bits == 8) or zero_point != 0.0 or not packable:
-        return "int-quantized"
-    return "pack-quantized"
-
-
-def quantization_scheme(w_bits: int, a_bits: int | None, gran: Granularity, targets: list[str],
-                        zero_point: float = 0.0, packable: bool = True):
-    """The compressed-tensors scheme for our RTN grid: symmetric int, zero-point 0. A non-zero
-    ``zero_point`` (QuEST's midrise grid: -1/2) makes it asymmetric with float zero points."""
-    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
-
-    strategy = {"row": "channel", "group": "group", "tensor": "tensor"}[gran.kind]
-    zp = {} if zero_point == 0.0 else {"symmetric": False, "zp_dtype": torch.float32}
-    weights = QuantizationArgs(num_bits=w_bits, type="int", strategy=strategy,
-                               group_size=gran.group_size if gran.kind == "group" else None,
-                               **({"symmetric": True} | zp))
-    acts = None
-    if a_bits is not None:
-        acts = QuantizationArgs(num_bits=a_bits, type="int", symmetric=True, strategy="token", dynamic=True)
-    return QuantizationScheme(targets=targets, weights=weights, input_activations=acts,
-                              format=storage_format(w_bits, a_bits, zero_point, packable))
+__all__ = ["save_compressed_checkpoint"]
 
 
 def _check_qweights(modules: dict, qweights: dict, w_bits: int, gran: Granularity) -> None:
@@ -85,13 +54,13 @@ def _check_qweights(modules: dict, qweights: dict, w_bits: int, gran: Granularit
 
 
 def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                               w_bits: int, a_bits: int | None, granularity: Granularity | str,
-                               tokenizer=None, record: dict, overwrite: bool = False,
-                               zero_point: float = 0.0, transform_config=None) -> Path:
-    """Save ``model`` with the linears in ``qweights`` (name -> (codes, scales)) quantized.
+                               scheme: QuantScheme, tokenizer=None, record: dict, overwrite: bool = False,
+                               transform_config=None) -> Path:
+    """Save ``model`` with the linears in ``qweights`` (name -> (codes, scales)) quantized as ``scheme`` says
+    (its bits, granularity and grid; its targets become the names in ``qweights``).
 
-    Weights dequantize as ``(codes - zero_point) * scale`` (``zero_point=-0.5``: QuEST's midrise
-    levels). ``transform_config`` (compressed-tensors ``TransformConfig``) is written to
+    Weights dequantize as ``(codes - zero_point) * scale`` (``scheme.symmetric=False``: QuEST's midrise
+    levels, zero point -1/2). ``transform_config`` (compressed-tensors ``TransformConfig``) is written to
     ``config.json`` as is; rotations it declares as fused must already be in the weights.
 
     ``model`` is not modified (its other weights are saved as they are). ``record`` is written
@@ -104,9 +73,11 @@ def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torc
         apply_quantization_config,
     )
 
-    gran = parse_granularity(granularity)
-    validate_bits(w_bits, "w_bits")
-    validate_bits(a_bits, "a_bits", allowed=(4, 8))
+    if not isinstance(scheme, QuantScheme):
+        raise ConfigError("scheme", f"must be a QuantScheme, got {type(scheme).__name__}",
+                          "pass hf_optquant.quant.QuantScheme(w_bits=..., a_bits=..., granularity=...)")
+    scheme.check_exportable()
+    gran, w_bits, zero_point = scheme.gran, scheme.w_bits, scheme.zero_point
     if not qweights:
         raise ConfigError("qweights", "nothing to save", "quantize at least one linear layer")
     refuse_existing_output(out_dir, overwrite=overwrite)
@@ -128,10 +99,11 @@ def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torc
         w = modules[name].weight
         rows = 1 if gran.kind == "tensor" else w.shape[0]  # _check_qweights allows any shape of the right size
         w.data = dequantize_rtn(q.float() - zero_point, s.float().reshape(rows, -1), gran).to(w.dtype)
-    scheme = quantization_scheme(w_bits, a_bits, gran, targets=sorted(qweights), zero_point=zero_point,
-                                 packable=linearized is None)
+    # packable=False: GPTBigCode's weight init reads ``c_proj.weight``, which packed layers do not have.
+    scheme = scheme.replace(targets=tuple(sorted(qweights)),
+                            format=scheme.format if linearized is None else "int-quantized")
     ignore = [n for n, mod in modules.items() if isinstance(mod, torch.nn.Linear) and n not in qweights]
-    qcfg = QuantizationConfig(config_groups={"group_0": scheme}, ignore=ignore, quantization_status="frozen")
+    qcfg = QuantizationConfig(config_groups={"group_0": scheme.to_compressed_tensors()}, ignore=ignore, quantization_status="frozen")
     apply_quantization_config(m, qcfg)
     for name, (_, s) in qweights.items():
         mod = modules[name]
@@ -143,8 +115,8 @@ def save_compressed_checkpoint(model, out_dir, *, qweights: dict[str, tuple[torc
     compressor = ModelCompressor.from_pretrained_model(m)
     compressor.compress_model(m)
     rec = dict(record)
-    rec.update({"w_bits": w_bits, "a_bits": a_bits, "granularity": str(gran), "format": "compressed-tensors",
-                "storage_format": storage_format(w_bits, a_bits, zero_point, linearized is None),
+    rec.update({"w_bits": w_bits, "a_bits": scheme.a_bits, "granularity": str(gran), "format": "compressed-tensors",
+                "storage_format": scheme.storage_format,
                 "compressed_tensors_version": metadata.version("compressed-tensors"),
                 "quantized_modules": sorted(qweights), "lm_head_quantized": head_quantized,
                 "architecture_conversion": linearized})

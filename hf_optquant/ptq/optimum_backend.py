@@ -27,9 +27,10 @@ def run_optimum_gptq(model_path: str, out_dir: str, cfg: PTQConfig, *, calibrati
     if not optimum_available():
         raise ConfigError("backend", "the optimum GPTQ backend needs the optional packages optimum and gptqmodel",
                           "pip install 'hf_optquant[gptq]', or use --backend hf_optquant (compressed-tensors)")
-    if cfg.a_bits is not None:
+    scheme = cfg.scheme
+    if scheme.a_bits is not None:
         raise ConfigError("a_bits", "the GPTQ format is weight-only", "pass --a-bits none with --backend optimum")
-    if cfg.granularity == "tensor":
+    if scheme.granularity == "tensor":
         raise ConfigError("granularity", "the GPTQ format has no per-tensor scales", "use row or group:G")
     if not calibration_texts:
         raise ConfigError("n_calibration", "the calibration set is empty", "use --n-calibration 128")
@@ -37,13 +38,13 @@ def run_optimum_gptq(model_path: str, out_dir: str, cfg: PTQConfig, *, calibrati
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
 
     tok = AutoTokenizer.from_pretrained(model_path)
-    gran = cfg.gran
-    qcfg = GPTQConfig(bits=cfg.w_bits, dataset=calibration_texts, tokenizer=tok,
+    gran = scheme.gran
+    qcfg = GPTQConfig(bits=scheme.w_bits, dataset=calibration_texts, tokenizer=tok,
                       group_size=gran.group_size if gran.kind == "group" else -1,
                       desc_act=cfg.act_order, damp_percent=cfg.damp, sym=True)
     model = AutoModelForCausalLM.from_pretrained(model_path, quantization_config=qcfg)
-    record = {"method": "gptq", "backend": "optimum", "source_model": str(model_path), "w_bits": cfg.w_bits,
-              "a_bits": None, "granularity": cfg.granularity, "calibration_samples": len(calibration_texts),
+    record = {"method": "gptq", "backend": "optimum", "source_model": str(model_path), "w_bits": scheme.w_bits,
+              "a_bits": None, "granularity": scheme.granularity, "calibration_samples": len(calibration_texts),
               "format": "gptq", "hf_optquant_version": metadata.version("hf_optquant")}
     with atomic_dir(out_dir, overwrite=overwrite, fix=OUT_EXISTS_FIX) as tmp:
         model.save_pretrained(tmp)

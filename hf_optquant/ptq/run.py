@@ -40,5 +40,5 @@ def run_ptq(model_path: str, out_dir: str, cfg: PTQConfig, *, calibration: str =
               "calibration_seq_len": seq_len if calib is not None else None,
               "calibration_seed": seed if calib is not None else None,
               "hf_optquant_version": metadata.version("hf_optquant")}
-    return save_compressed_checkpoint(model, out_dir, qweights=qweights, w_bits=cfg.w_bits, a_bits=cfg.a_bits,
-                                      granularity=cfg.granularity, tokenizer=tok, record=record, overwrite=overwrite)
+    return save_compressed_checkpoint(model, out_dir, qweights=qweights, scheme=cfg.scheme, tokenizer=tok,
+                                      record=record, overwrite=overwrite)

@@ -1,5 +1,13 @@
 """Quantization-aware training: QuEST (the paper's) and RTN fake quantization for any HF causal LM."""
-from .config import AUTO_TARGET, DEFAULT_TARGETS, LLAMA_TARGETS, QUANTIZERS, QATConfig, pattern_matches
+from .config import (
+    AUTO_TARGET,
+    DEFAULT_TARGETS,
+    LLAMA_TARGETS,
+    QUANTIZERS,
+    QATConfig,
+    qat_record,
+    read_qat_record,
+)
 from .convert import QUEST_FORMS, convert_qat, deployed_qweights, load_qat_run, quest_deployed_weight
 from .deploy import QuestLinear, load_quest, quest_transform_config, quest_weight_codes
 from .hadamard import block_hadamard, hadamard_matrix
@@ -18,11 +26,12 @@ from .prepare import find_targets, prepare_qat, qat_modules, set_qat_enabled, st
 
 __all__ = [
     "QATConfig",
+    "qat_record",
+    "read_qat_record",
     "DEFAULT_TARGETS",
     "AUTO_TARGET",
     "LLAMA_TARGETS",
     "QUANTIZERS",
-    "pattern_matches",
     "prepare_qat",
     "convert_qat",
     "load_qat_run",

@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..io import refuse_existing_output
 from ..quant import dequantize_rtn, quantize_rtn
-from .config import QATConfig
+from .config import QATConfig, read_qat_record
 from .deploy import quest_transform_config, quest_weight_codes
 from .hadamard import block_hadamard
 from .numerics import quest_fake_quant
@@ -88,7 +88,7 @@ def convert_qat(model: nn.Module, out_dir, *, tokenizer=None, record: dict | Non
     from ..ptq import save_compressed_checkpoint
 
     cfg = _qat_config(model)
-    if cfg.w_bits is None:
+    if cfg.scheme.w_bits is None:
         raise ConfigError("qat.w_bits", "is none: a compressed-tensors checkpoint needs quantized weights",
                           "train with w_bits 2-8, or save the model with save_pretrained")
     if quest_form not in QUEST_FORMS:
@@ -117,12 +117,11 @@ def convert_qat(model: nn.Module, out_dir, *, tokenizer=None, record: dict | Non
     if drift:
         rec["quest_requantization_rel_error"] = {"mean": sum(drift.values()) / len(drift), "max": max(drift.values())}
     rec.update(record or {})
-    extra = {}
-    if rotated:
-        extra = {"zero_point": -0.5, "transform_config": quest_transform_config(sorted(qweights), cfg.hadamard_block)}
-    return save_compressed_checkpoint(m, out_dir, qweights=qweights, w_bits=cfg.w_bits, a_bits=cfg.a_bits,
-                                      granularity=cfg.granularity, tokenizer=tokenizer, record=rec, overwrite=overwrite,
-                                      **extra)
+    # QuEST's rotated form stores its midrise levels: an asymmetric grid (zero point -1/2) in the rotated basis.
+    scheme = cfg.scheme.replace(symmetric=not rotated)
+    transform = quest_transform_config(sorted(qweights), cfg.hadamard_block) if rotated else None
+    return save_compressed_checkpoint(m, out_dir, qweights=qweights, scheme=scheme, tokenizer=tokenizer, record=rec,
+                                      overwrite=overwrite, transform_config=transform)
 
 
 def load_qat_run(run_dir, **from_pretrained_kwargs) -> nn.Module:
@@ -137,9 +136,9 @@ def load_qat_run(run_dir, **from_pretrained_kwargs) -> nn.Module:
     rec_path = run_dir / "run.json"
     if not rec_path.exists():
         raise ConfigError("run", f"{run_dir} has no run.json", "give a finished training run dir")
-    qat = read_json(rec_path).get("qat")
-    if not qat:
+    qat = read_qat_record(read_json(rec_path), where=str(rec_path))
+    if qat is None:
         raise ConfigError("run", f"{run_dir} was not trained with QAT (run.json: qat is null)",
                           "use hf-optquant ptq for a full-precision run")
     model = AutoModelForCausalLM.from_pretrained(run_dir, **from_pretrained_kwargs)
-    return prepare_qat(model, QATConfig.from_dict(qat))
+    return prepare_qat(model, qat)

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..quant import parse_granularity, validate_bits
+from ..quant import parse_granularity
+from ..quant.scheme import parse_bits
 from .hadamard import block_hadamard, hadamard_matrix, is_power_of_two
 from .numerics import quest_fake_quant
 
@@ -147,7 +148,7 @@ def load_quest(path, *, activations: str = "quest", **from_pretrained_kwargs) ->
         raise ConfigError("quantization_record.json", f"method is {rec.get('method')!r}, not 'quest-qat'",
                           "load other checkpoints with AutoModelForCausalLM.from_pretrained")
     targets, block = online_rotations(_read_json(path / "config.json", "config.json"))
-    a_bits = validate_bits(rec.get("a_bits"), "quantization_record.json: a_bits") if rec.get("a_bits") is not None else None
+    a_bits = parse_bits(rec.get("a_bits"), "quantization_record.json: a_bits")
     if activations == "compressed-tensors":
         from compressed_tensors.transform import TransformConfig, apply_transform_config
 

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.anatomy import in_out_features, is_conv1d
-from ..quant import parse_granularity
 from .config import QATConfig
 from .hadamard import block_hadamard, hadamard_matrix
 from .numerics import quest_ste, rtn_ste, rtn_ste_per_token
@@ -44,8 +43,7 @@ class QATLinear(nn.Linear):
         self.weight = linear.weight
         self.bias = linear.bias
         self.quantizer = cfg.quantizer
-        self.w_bits, self.a_bits = cfg.w_bits, cfg.a_bits
-        self.gran = parse_granularity(cfg.granularity)
+        self.w_bits, self.a_bits, self.gran = cfg.scheme.w_bits, cfg.scheme.a_bits, cfg.scheme.gran
         self.enabled = cfg.enabled
         self.hadamard_block = cfg.hadamard_block if cfg.quantizer == "quest" else None
         if self.hadamard_block is not None:

@@ -5,7 +5,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.anatomy import block_linears, in_out_features, is_linear_like
-from .config import AUTO_TARGET, QATConfig, pattern_matches
+from ..quant.scheme import matches_target
+from .config import AUTO_TARGET, QATConfig
 from .layer import QATLinear
 
 __all__ = ["prepare_qat", "find_targets", "qat_modules", "set_qat_enabled", "strip_qat"]
@@ -38,9 +39,10 @@ def find_targets(model: nn.Module, cfg: QATConfig) -> dict[str, nn.Module]:
     """
     if any(isinstance(m, QATLinear) for m in model.modules()):
         raise ConfigError("model", "is already prepared for QAT", "call prepare_qat once per model")
-    auto = _auto_ids(model) if AUTO_TARGET in cfg.targets else set()
+    targets = cfg.scheme.targets
+    auto = _auto_ids(model) if AUTO_TARGET in targets else set()
     found: dict[str, nn.Module] = {}
-    hits = {t: 0 for t in cfg.targets}
+    hits = {t: 0 for t in targets}
     for name, module in model.named_modules():
         if isinstance(module, QATLinear) or ".lora_" in f".{name}":
             continue
@@ -48,7 +50,7 @@ def find_targets(model: nn.Module, cfg: QATConfig) -> dict[str, nn.Module]:
         if got is None:
             continue
         suffix, lin = got
-        by_name = [t for t in cfg.targets if t != AUTO_TARGET and pattern_matches(t, name)]
+        by_name = [t for t in targets if t != AUTO_TARGET and matches_target(t, name)]
         by_auto = id(lin) in auto and not suffix  # a LoRA wrapper's base_layer is visited on its own
         if not by_name and not by_auto:
             continue
@@ -63,7 +65,7 @@ def find_targets(model: nn.Module, cfg: QATConfig) -> dict[str, nn.Module]:
                     else "matches no linear layer (nn.Linear or Conv1D) of the model")
             raise ConfigError("qat.targets", f"pattern {t!r} {what}",
                               "remove it, or use names from model.named_modules() (e.g. q_proj, mlp.down_proj, re:.*proj)")
-    gran = cfg.gran
+    gran = cfg.scheme.gran
     for name, lin in found.items():
         d = in_out_features(lin)[0]
         if gran.kind == "group" and d % gran.group_size != 0:

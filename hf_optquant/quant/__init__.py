@@ -1,4 +1,5 @@
-"""Shared quantization primitives (RTN grid, granularity parsing) used by QAT, PTQ and diagnostics."""
+"""Shared quantization primitives used by QAT, PTQ and diagnostics: the scheme (``QuantScheme``: bits,
+granularity, targets; one bit-width parser, one target matcher) and the RTN grid."""
 from .rtn import (
     Granularity,
     dequantize_rtn,
@@ -8,10 +9,14 @@ from .rtn import (
     qrange,
     quantize_rtn,
     rtn_scale,
-    validate_bits,
 )
+from .scheme import AUTO_TARGET, QuantScheme, matches_target, parse_bits
 
 __all__ = [
+    "QuantScheme",
+    "parse_bits",
+    "matches_target",
+    "AUTO_TARGET",
     "Granularity",
     "parse_granularity",
     "qrange",
@@ -20,5 +25,4 @@ __all__ = [
     "dequantize_rtn",
     "fake_quant_rtn",
     "fake_quant_per_token",
-    "validate_bits",
 ]

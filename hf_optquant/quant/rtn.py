@@ -26,7 +26,6 @@ __all__ = [
     "dequantize_rtn",
     "fake_quant_rtn",
     "fake_quant_per_token",
-    "validate_bits",
 ]
 
 _EPS = 1e-12
@@ -73,18 +72,6 @@ def parse_granularity(spec: str | Granularity) -> Granularity:
             raise ConfigError("granularity", f"cannot read group size in {spec!r}", "write group:128") from None
         return Granularity(kind="group", group_size=g)
     raise ConfigError("granularity", f"unknown granularity {spec!r}", "use row, group:G or tensor")
-
-
-def validate_bits(bits: int | None, field: str = "bits", allowed: tuple[int, ...] | None = None) -> int | None:
-    """``None`` means no quantization; otherwise 2..8 (or the ``allowed`` set)."""
-    if bits is None:
-        return None
-    if isinstance(bits, bool) or not isinstance(bits, int):
-        raise ConfigError(field, f"must be an integer, got {bits!r}", "use an integer between 2 and 8, or none")
-    ok = allowed if allowed is not None else tuple(range(2, 9))
-    if bits not in ok:
-        raise ConfigError(field, f"{bits} bits is not supported", f"use one of {', '.join(map(str, ok))} (or none)")
-    return bits
 
 
 def qrange(bits: int) -> tuple[int, int]:

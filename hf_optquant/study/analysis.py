@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 
 from ..io import atomic_write_json, read_json
+from ..qat.config import qat_record, read_qat_record
 from .checkpoint_selection import cl_checkpoint, common_loss_for_size, selected_fp_run
 from .config import RunSpec, StudyConfig
 from .runs import run_dir
@@ -54,7 +55,7 @@ def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
     from ..eval import evaluate_loss
     from ..eval.harness import zero_shot
     from ..models.loading import load_causal_lm
-    from ..ptq import PTQConfig, quantize_model
+    from ..ptq import quantize_model
 
     cl = read_json(analysis_dir(cfg) / f"common_loss_{spec.size}.json")
     ckpt = cl_checkpoint(cfg, spec, cl["value"])
@@ -68,15 +69,13 @@ def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
         return r
 
     rec = {"run_id": spec.run_id, "common_loss": cl["value"], "checkpoint": ckpt, "fp": quality(model), "ptq": {}}
-    for block in cfg.ptq:
-        pcfg = PTQConfig(method=block.method, w_bits=block.w_bits, a_bits=block.a_bits,
-                         granularity=block.granularity)
-        calib = _calibration_blocks(cfg, tok) if block.method == "gptq" else None
+    for pcfg in cfg.ptq:
+        calib = _calibration_blocks(cfg, tok) if pcfg.method == "gptq" else None
         qmodel, _ = quantize_model(model, pcfg, calibration=calib)
         q = quality(qmodel)
         q["delta_val_loss"] = q["val_loss"] - rec["fp"]["val_loss"]
         q["relative_val_loss"] = q["delta_val_loss"] / rec["fp"]["val_loss"]
-        rec["ptq"][block.tag] = {"config": pcfg.to_dict(), **q}
+        rec["ptq"][pcfg.tag] = {"config": pcfg.to_dict(), **q}
     return rec
 
 
@@ -85,19 +84,16 @@ def _diagnose(cfg: StudyConfig, spec: RunSpec) -> dict:
     from ..metrics import diagnose_model_dir
 
     ptq_rec = read_json(analysis_dir(cfg) / spec.run_id / "ptq.json")
-    block = cfg.ptq[0]
     out = analysis_dir(cfg) / spec.run_id / "diagnose"
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(ptq_rec["checkpoint"]["path"])
     # The study's validation blocks (the runs' own corpus, read from its token shards).
     blocks = _eval_blocks(cfg, tok)[: cfg.diagnose_batches * 4]
-    summary = diagnose_model_dir(ptq_rec["checkpoint"]["path"], out, method=block.method, w_bits=block.w_bits,
-                                 a_bits=block.a_bits,
-                                 granularity=block.granularity, n_batches=cfg.diagnose_batches,
+    summary = diagnose_model_dir(ptq_rec["checkpoint"]["path"], out, cfg.ptq[0], n_batches=cfg.diagnose_batches,
                                  seq_len=cfg.block_size, blocks=blocks, overwrite=True, progress=False,
                                  outliers=cfg.diagnose_outliers,
-                                 calibration=_calibration_blocks(cfg, tok) if block.method == "gptq" else None)
+                                 calibration=_calibration_blocks(cfg, tok) if cfg.ptq[0].method == "gptq" else None)
     return {"available": True, **summary}
 
 
@@ -107,7 +103,7 @@ def _qat(cfg: StudyConfig, spec: RunSpec) -> dict:
     fp = read_json(run_dir(cfg, selected_fp_run(cfg, spec.optimizer, spec.size)) / "run.json")
     loss, fp_loss = rec["final_eval_loss"], fp["final_eval_loss"]
     return {"run_id": spec.run_id, "val_loss": loss, "fp_val_loss": fp_loss, "delta_val_loss": loss - fp_loss,
-            "relative_val_loss": (loss - fp_loss) / fp_loss, "qat": rec.get("qat")}
+            "relative_val_loss": (loss - fp_loss) / fp_loss, "qat": qat_record(read_qat_record(rec))}
 
 
 def _fp_step(cfg: StudyConfig, kind: str, opt: str, size: str) -> None:

@@ -9,36 +9,10 @@ from typing import Any
 from ..config import load_yaml
 from ..data.config import DataConfig
 from ..errors import ConfigError, unknown_key_error
+from ..ptq.config import PTQConfig
 from ..qat.config import QATConfig
 
-__all__ = ["StudyConfig", "QATBlock", "PTQBlock", "load_study_config", "RunSpec"]
-
-# The QAT block is the training stage's own config class: validated the same way, at load.
-QATBlock = QATConfig
-
-
-@dataclass(kw_only=True)
-class PTQBlock:
-    method: str = field(default="rtn", metadata={"help": "rtn (the paper's) or gptq."})
-    w_bits: int = field(default=4, metadata={"help": "Weight bits."})
-    a_bits: int | None = field(default=4, metadata={"help": "Activation bits (per token), or null."})
-    granularity: str = field(default="row", metadata={"help": "row, group:G or tensor."})
-
-    def __post_init__(self):
-        from ..ptq.config import PTQConfig
-
-        # The PTQ stage's own config class validates (and normalizes) the block when the study is loaded.
-        try:
-            self.granularity = PTQConfig(method=self.method, w_bits=self.w_bits, a_bits=self.a_bits,
-                                         granularity=self.granularity).granularity
-        except ConfigError as exc:
-            raise ConfigError(f"ptq.{exc.field}", exc.problem, exc.fix) from None
-
-    @property
-    def tag(self) -> str:
-        a = f"a{self.a_bits}" if self.a_bits else "a16"
-        return f"{self.method}-w{self.w_bits}{a}-{self.granularity.replace(':', '')}"
-
+__all__ = ["StudyConfig", "load_study_config", "RunSpec"]
 
 @dataclass(kw_only=True)
 class StudyConfig:
@@ -66,9 +40,11 @@ class StudyConfig:
                                               metadata={"help": "Preset overrides per optimizer."})
     precisions: list[str] = field(default_factory=lambda: ["full", "qat"],
                                   metadata={"help": "full and/or qat (trained from scratch with QAT)."})
+    # The stages' own config classes (their schemes are hf_optquant.quant.QuantScheme): validated at load.
     qat: QATConfig = field(default_factory=QATConfig, metadata={"help": "QAT settings (paper: QuEST W4A4)."})
-    ptq: list[PTQBlock] = field(default_factory=lambda: [PTQBlock()],
-                                metadata={"help": "PTQ settings applied at the Common-Loss checkpoint."})
+    ptq: list[PTQConfig] = field(default_factory=lambda: [PTQConfig()], metadata={
+        "help": "PTQ settings applied at the Common-Loss checkpoint (PTQConfig keys: method, w_bits, a_bits, "
+                "granularity, targets, lm_head, damp, block_size, act_order)."})
     common_loss: float | None = field(default=None, metadata={
         "help": "Common Loss; null: the lowest eval loss every optimizer reaches, per size, from snapshots."})
     tasks: list[str] = field(default_factory=list, metadata={"help": "lm-eval tasks (online or local)."})
@@ -92,6 +68,11 @@ class StudyConfig:
         from ..optim import OPTIMIZERS
 
         self.data = DataConfig.from_block(self.data, dataset=self.dataset)
+        self.qat = QATConfig.from_dict(self.qat)
+        if not isinstance(self.ptq, list):
+            raise ConfigError("ptq", f"must be a list of PTQ settings, got {self.ptq!r}",
+                              "write e.g. ptq: [{method: rtn, w_bits: 4, a_bits: 4}]")
+        self.ptq = [PTQConfig.from_dict(p, prefix="ptq.") for p in self.ptq]
 
         if not self.optimizers:
             raise ConfigError("optimizers", "is empty", "list at least one of " + ", ".join(OPTIMIZERS))
@@ -151,6 +132,10 @@ class StudyConfig:
                               "write e.g. train_overrides: {use_cpu: true}")
         if not self.ptq:
             raise ConfigError("ptq", "is empty: the study quantizes at the Common Loss", "list at least one setting")
+        tags = [p.tag for p in self.ptq]
+        if len(set(tags)) < len(tags):
+            raise ConfigError("ptq", f"two settings share the name {max(tags, key=tags.count)!r} (method, bits "
+                              "and granularity)", "give each PTQ setting its own method, bits or granularity")
         from .validate import validate_study
 
         validate_study(self)  # every stage's own config class, built now: nothing is written before it passes
@@ -201,11 +186,11 @@ def load_study_config(path: str | Path, overrides: dict | None = None) -> StudyC
         if not isinstance(data["qat"], dict):
             raise ConfigError("qat", f"must be a mapping, got {data['qat']!r}",
                               "write e.g. qat: {quantizer: quest, w_bits: 4, a_bits: 4}")
-        data["qat"] = _build(QATBlock, data["qat"], f"{path}: qat")
+        data["qat"] = QATConfig.from_dict(data["qat"])
     if "ptq" in data:
         items = data["ptq"] if isinstance(data["ptq"], list) else [data["ptq"]]
         if not all(isinstance(p, dict) for p in items):
             raise ConfigError("ptq", f"must be a list of mappings, got {data['ptq']!r}",
                               "write e.g. ptq: [{method: rtn, w_bits: 4, a_bits: 4}]")
-        data["ptq"] = [_build(PTQBlock, dict(p), f"{path}: ptq") for p in items]
+        data["ptq"] = [PTQConfig.from_dict(dict(p), prefix="ptq.") for p in items]
     return _build(StudyConfig, data, str(path))

@@ -18,7 +18,7 @@ __all__ = ["qat_precision_label", "scaling_table", "fit_step", "correlate_step"]
 def qat_precision_label(qat) -> str:
     """The results table's precision label of the QAT runs: ``4bit`` for W4A4 (the paper's, and the label
     published results use), ``w4a8`` / ``w4a16`` when weights and activations differ."""
-    w, a = qat.w_bits, qat.a_bits
+    w, a = qat.scheme.w_bits, qat.scheme.a_bits
     if a == w:
         return f"{w}bit"
     return f"w{w}a{16 if a is None else a}"

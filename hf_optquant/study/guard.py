@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..lock import exclusive_lock
+from ..ptq.config import PTQConfig
+from ..qat.config import QATConfig
 from .config import RunSpec, StudyConfig
 
 __all__ = ["study_lock", "run_lock", "config_record", "changed_fields", "check_same_config"]
@@ -31,12 +34,17 @@ def run_lock(cfg: StudyConfig, spec: RunSpec):
                           what=f"process training run {spec.run_id}")
 
 
+def _as_record(o: Any) -> Any:
+    # The stages' configs are recorded by their flat keys (as written in YAML), not their composed scheme.
+    return o.to_dict() if isinstance(o, (PTQConfig, QATConfig)) else dataclasses.asdict(o)
+
+
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda o: dataclasses.asdict(o)))
+    return json.loads(json.dumps(value, default=_as_record))
 
 
 def config_record(cfg: StudyConfig) -> dict:
-    return _jsonable(dataclasses.asdict(cfg))
+    return {f.name: _jsonable(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
 
 
 def _defaults() -> dict:
@@ -68,6 +76,10 @@ def changed_fields(saved: dict, record: dict) -> dict[str, tuple[Any, Any]]:
     """``{dotted field: (saved, now)}``; a field the saved record lacks (added since) counts at its default."""
     saved = {**{k: v for k, v in _defaults().items() if k not in saved}, **saved}
     a, b = _flatten(saved, "", {}), _flatten(record, "", {})
+    # A key of a list entry added since (e.g. ptq[1].lm_head) counts at the default entry's value.
+    entry = _flatten(_defaults(), "", {})
+    a.update({k: entry[re.sub(r"\[\d+\]", "[0]", k)] for k in set(b) - set(a)
+              if re.sub(r"\[\d+\]", "[0]", k) in entry and "[" in k})
     return {k: (a.get(k, _MISSING), b.get(k, _MISSING)) for k in sorted(set(a) | set(b))
             if a.get(k, _MISSING) != b.get(k, _MISSING)}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..io import atomic_write_text
 from ..paper import PAPER_CORRELATIONS, PAPER_FP_ACC, PAPER_PTQ_ACC, PAPER_QAT_DROP, PAPER_RHO
+from ..qat.config import read_qat_record
 from ..results import normalize_results
 from .analysis import load_records
 from .checkpoint_selection import selected_fp_run
@@ -76,11 +77,10 @@ def _full_precision_rows(cfg: StudyConfig, rec: dict, opt: str, size: str, base:
 
 
 def _qat_row(cfg: StudyConfig, rec: dict, opt: str, size: str, base: dict) -> dict:
-    q = rec["qat"][(opt, size)]
-    qat = q.get("qat") or {}
+    q, qat = rec["qat"][(opt, size)], read_qat_record(rec["runs"][(opt, size, "qat")])
     return {**base, "run_id": f"{cfg.name}/{opt}-{size}-qat", "precision": "qat",
-            "method": f"{qat.get('quantizer', 'quest')}-qat", "w_bits": qat.get("w_bits"),
-            "a_bits": qat.get("a_bits"), "granularity": qat.get("granularity"),
+            "method": f"{qat.quantizer}-qat", "w_bits": qat.scheme.w_bits,
+            "a_bits": qat.scheme.a_bits, "granularity": qat.scheme.granularity,
             "val_loss": q["val_loss"], "val_ppl": math.exp(q["val_loss"]),
             "parent_run_id": f"{cfg.name}/{selected_fp_run(cfg, opt, size).run_id}",
             "delta_val_loss": q["delta_val_loss"]}

@@ -41,7 +41,7 @@ def _check_budget(cfg, size: str, n_params: int) -> None:
 
 
 def _check_quantizers(cfg, size: str, model) -> None:
-    from ..ptq import PTQConfig, target_linears
+    from ..ptq import target_linears
     from ..qat.prepare import find_targets
 
     if "qat" in cfg.precisions:
@@ -49,12 +49,14 @@ def _check_quantizers(cfg, size: str, model) -> None:
             find_targets(model, cfg.qat)
         except ConfigError as exc:
             raise ConfigError(exc.field, f"{exc.problem} (model size {size})", exc.fix) from None
-    for i, block in enumerate(cfg.ptq):
-        pcfg = PTQConfig(method=block.method, w_bits=block.w_bits, a_bits=block.a_bits,
-                         granularity=block.granularity)
-        for name, lin in target_linears(model, targets=pcfg.targets, lm_head=pcfg.lm_head).items():
+    for i, pcfg in enumerate(cfg.ptq):
+        try:
+            linears = target_linears(model, targets=pcfg.scheme.targets, lm_head=pcfg.lm_head)
+        except ConfigError as exc:
+            raise ConfigError(f"ptq[{i}].{exc.field}", f"{exc.problem} (model size {size})", exc.fix) from None
+        for name, lin in linears.items():
             try:
-                pcfg.gran.check_divides(lin.in_features, f" of {name} at size {size}")
+                pcfg.scheme.gran.check_divides(lin.in_features, f" of {name} at size {size}")
             except ConfigError as exc:
                 raise ConfigError(f"ptq[{i}].granularity", exc.problem, exc.fix) from None
 

@@ -31,6 +31,7 @@ def _last(history: list[dict], key: str):
 
 def run_record(trainer, **extra) -> dict:
     from ..optim import optimizer_hparams
+    from ..qat.config import qat_record
 
     args = trainer.args
     model = trainer.model
@@ -51,7 +52,7 @@ def run_record(trainer, **extra) -> dict:
         "tokens_seen": trainer.tokens_seen(),
         "final_train_loss": train_loss,
         "final_eval_loss": _last(history, "eval_loss"),
-        "qat": trainer.qat_config.to_dict() if trainer.qat_config is not None else None,
+        "qat": qat_record(trainer.qat_config),
         "common_loss": cl,
         "versions": library_versions(),
         "config": args.to_dict(),
