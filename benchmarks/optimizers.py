@@ -151,8 +151,8 @@ def root_seconds(sh, device: str, max_n: int) -> tuple[float, list[str]]:
             total += _time_inverse_roots(n, count, root, eps, device) if count > 1 else timed(n, root, eps)
             continue
         # The dense symmetric eigensolver is O(n^3); a power fitted between two sizes on shared cores swung
-        # from 2.8 to 5.2 with the load, so the exponent is fixed (idle, 2048 -> 4096 measured n^3.4: the
-        # projection is a lower bound on CPU).
+        # from 2.8 to 5.2 with the load, so the exponent is fixed. The time itself is load-sensitive too (a
+        # 4096^2 eigh: 4 s idle, 32 s at load 4.5 on 2 cores): compare it with the load average printed.
         t_hi = timed(max_n, root, eps)
         est = count * t_hi * (n / max_n) ** 3
         total += est
