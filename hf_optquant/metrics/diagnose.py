@@ -26,10 +26,10 @@ from ..quant.scheme import matches_target
 from .decomposition import NORMS
 from .engine import ABCEngine, Stage, outlier_sites
 from .outlier_stats import OUTLIER_METRICS, OUTLIER_SITES, aggregate_layers, weight_stats
+from .settings import MODULE_SETS, DiagnoseConfig
 
 __all__ = ["MODULE_SETS", "module_selector", "model_stages", "diagnose_models", "diagnose_model_dir"]
 
-MODULE_SETS = ("block", "default", "linear", "sublayer", "all")  # default = block
 
 
 def module_selector(modules: str, stage_names: set[str]):
@@ -207,16 +207,15 @@ def _eval_blocks(tok, dataset: str, split: str, n_batches: int, batch_size: int,
     return dataset_blocks(tok, dataset, split=split, block_size=seq_len, max_tokens=need * seq_len, n_blocks=need)
 
 
-def diagnose_model_dir(model_dir, out_dir, ptq=None, *, n_batches: int = 4, seq_len: int = 128, batch_size: int = 4,
-                       modules: str = "block", norm: str = "tensor", dataset: str = "ptb",
-                       split: str = "validation", blocks: torch.Tensor | None = None, overwrite: bool = False,
-                       progress: bool = True, outliers: str = "residual",
-                       calibration: torch.Tensor | None = None) -> dict:
+def diagnose_model_dir(model_dir, out_dir, ptq=None, settings: DiagnoseConfig | None = None, *,
+                       blocks: torch.Tensor | None = None, calibration: torch.Tensor | None = None,
+                       overwrite: bool = False, progress: bool = True) -> dict:
     """Diagnose a saved model under the PTQ setting ``ptq`` (a :class:`~hf_optquant.ptq.PTQConfig`, or its
-    flat keys as a dict; default ``PTQConfig()``: RTN W4A4, row scales); writes ``out_dir``
-    (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the summary.
-    ``outliers``: where MMR and kurtosis are measured (residual, the paper's; linear; both; none).
-    GPTQ calibrates on ``calibration`` blocks, else on 32 windows of ``dataset``'s training split."""
+    flat keys as a dict; default ``PTQConfig()``: RTN W4A4, row scales) with ``settings``
+    (:class:`~hf_optquant.metrics.DiagnoseConfig`: batches, modules, norm, outlier site, dataset); writes
+    ``out_dir`` (summary.json, layers.parquet/.csv, outliers.csv, abc.png, mmr.png) atomically; returns the
+    summary. ``blocks`` replaces the evaluation batches read from ``settings.dataset``; GPTQ calibrates on
+    ``calibration`` blocks, else on 32 windows of the dataset's training split."""
     from ..data.blocks import calibration_blocks
     from ..io import OUT_EXISTS_FIX, atomic_dir, refuse_existing_output
     from ..models.anatomy import conv1d_to_linear
@@ -226,33 +225,27 @@ def diagnose_model_dir(model_dir, out_dir, ptq=None, *, n_batches: int = 4, seq_
 
     # Everything that can be checked before loading weights is checked first.
     cfg = PTQConfig.from_dict(ptq) if ptq is not None else PTQConfig()
-    _check_outliers(outliers)
+    s = settings if settings is not None else DiagnoseConfig()
     refuse_existing_output(out_dir, overwrite=overwrite, fix=OUT_EXISTS_FIX)
     if not Path(str(model_dir)).exists() and str(model_dir).count("/") != 1:
         raise ConfigError("model", f"{model_dir} does not exist", "give a model dir or a Hub repo id")
-    if blocks is None and (isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1):
-        raise ConfigError("n_batches", f"must be a positive integer, got {n_batches!r}", "use --n-batches 4")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError("batch_size", f"must be a positive integer, got {batch_size!r}", "use --batch-size 4")
-    if norm not in NORMS:
-        raise ConfigError("norm", f"unknown norm reduction {norm!r}", f"use one of {', '.join(NORMS)}")
     if blocks is None:
         from ..models.limits import check_sequence_length
 
-        check_sequence_length(str(model_dir), seq_len, "seq_len")
-    if modules not in MODULE_SETS:
-        _check_modules_on_meta(str(model_dir), modules)
+        check_sequence_length(str(model_dir), s.seq_len, "seq_len")
+    if s.modules not in MODULE_SETS:
+        _check_modules_on_meta(str(model_dir), s.modules)
     model, tok = load_causal_lm(str(model_dir))
     model = model.float()
     conv1d_to_linear(model)  # GPT-2: the float and quantized models then pair up layer by layer as nn.Linear
     if blocks is None:
-        blocks = _eval_blocks(tok, dataset, split, n_batches, batch_size, seq_len)
+        blocks = _eval_blocks(tok, s.dataset, s.split, s.n_batches, s.batch_size, s.seq_len)
     calib = None
     if cfg.method == "gptq":
-        calib = calibration if calibration is not None else calibration_blocks(tok, dataset, 32, seq_len)
+        calib = calibration if calibration is not None else calibration_blocks(tok, s.dataset, 32, s.seq_len)
     qmodel, _ = quantize_model(model, cfg, calibration=calib)
-    res = diagnose_models(model, qmodel, blocks, batch_size=batch_size, modules=modules, norm=norm,
-                          progress=progress, outliers=outliers)
+    res = diagnose_models(model, qmodel, blocks, batch_size=s.batch_size, modules=s.modules, norm=s.norm,
+                          progress=progress, outliers=s.outliers)
     summary = {**res["summary"], "model": str(model_dir), "ptq": cfg.to_dict()}
     import pandas as pd
 

@@ -81,7 +81,7 @@ def _ptq(cfg: StudyConfig, spec: RunSpec) -> dict:
 
 def _diagnose(cfg: StudyConfig, spec: RunSpec) -> dict:
     """MMR, kurtosis and the ABC decomposition of the CL checkpoint under the first PTQ setting."""
-    from ..metrics import diagnose_model_dir
+    from ..metrics import DiagnoseConfig, diagnose_model_dir
 
     ptq_rec = read_json(analysis_dir(cfg) / spec.run_id / "ptq.json")
     out = analysis_dir(cfg) / spec.run_id / "diagnose"
@@ -90,9 +90,9 @@ def _diagnose(cfg: StudyConfig, spec: RunSpec) -> dict:
     tok = AutoTokenizer.from_pretrained(ptq_rec["checkpoint"]["path"])
     # The study's validation blocks (the runs' own corpus, read from its token shards).
     blocks = _eval_blocks(cfg, tok)[: cfg.diagnose_batches * 4]
-    summary = diagnose_model_dir(ptq_rec["checkpoint"]["path"], out, cfg.ptq[0], n_batches=cfg.diagnose_batches,
-                                 seq_len=cfg.block_size, blocks=blocks, overwrite=True, progress=False,
-                                 outliers=cfg.diagnose_outliers,
+    settings = DiagnoseConfig(n_batches=cfg.diagnose_batches, seq_len=cfg.block_size, outliers=cfg.diagnose_outliers)
+    summary = diagnose_model_dir(ptq_rec["checkpoint"]["path"], out, cfg.ptq[0], settings, blocks=blocks,
+                                 overwrite=True, progress=False,
                                  calibration=_calibration_blocks(cfg, tok) if cfg.ptq[0].method == "gptq" else None)
     return {"available": True, **summary}
 
