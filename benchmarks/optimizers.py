@@ -323,7 +323,7 @@ def profile_step(args, name: str, layers: int, rows: int = 15) -> None:
     model = _model(args, device, layers)
     opt = _build(name, model)
     model(input_ids=batch, labels=batch).loss.backward()
-    for i in range(max(args.warmup, 1)):
+    for _ in range(max(args.warmup, 1)):
         opt.step()
     if args.paper_cadence and _shampoo(opt) is not None:
         _hold_before_roots(_shampoo(opt))
@@ -412,7 +412,7 @@ def main(argv=None) -> None:
     if args.project_layers:
         results[f"{args.project_layers} layers, projected from the measured parts"] = project(
             results[f"{layers} layer(s), measured"], names, layers, args.project_layers)
-    for key, res in results.items():
+    for res in results.values():
         # 20 tokens per parameter (the paper) of the model at this depth, in steps of --tokens-per-step
         res["psgd_update_fraction"] = psgd_update_fraction(max(1, round(20 * res["n_params"] / args.tokens_per_step)))
         finish(res, names, args)
