@@ -46,6 +46,10 @@ def run(args) -> int:
     cfg_path = args.config or str(default_config_path())
     over = parse_overrides(["--" + s.lstrip("-") for s in args.set])
     cfg = load_study_config(cfg_path, over)
+    if not args.plan:  # a plan evaluates nothing: it must work on an offline login node
+        from .validate import check_tasks_reachable
+
+        check_tasks_reachable(cfg)
     if args.publish:  # checked before hours of training, not after
         from ..hub import validate_repo_id
 

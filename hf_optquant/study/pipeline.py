@@ -38,8 +38,11 @@ def _tokenizer_dir(cfg: StudyConfig) -> str:
 
 
 def _check_tasks(cfg: StudyConfig) -> None:
-    """Unknown evaluation tasks fail before any training starts."""
+    """Unreachable or unknown evaluation tasks fail before any training starts."""
     if cfg.tasks:
+        from .validate import check_tasks_reachable
+
+        check_tasks_reachable(cfg)
         from ..eval.harness import task_manager
 
         task_manager(list(cfg.tasks), cfg.task_include_path, include_field="task_include_path")

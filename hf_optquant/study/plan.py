@@ -130,7 +130,9 @@ def _vocab(cfg: StudyConfig) -> tuple[int, str]:
         try:
             from transformers import AutoTokenizer
 
-            return len(AutoTokenizer.from_pretrained(name)), f"tokenizer {name}"
+            # Cached files only: a plan downloads nothing (an unreachable Hub would cost ~30 s of retries);
+            # vocab_size stands in until the tokenizer is cached.
+            return len(AutoTokenizer.from_pretrained(name, local_files_only=True)), f"tokenizer {name}"
         except (OSError, ValueError):
             pass
     return cfg.vocab_size, "vocab_size"

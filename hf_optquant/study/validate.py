@@ -12,7 +12,7 @@ import os
 
 from ..errors import ConfigError
 
-__all__ = ["validate_study"]
+__all__ = ["validate_study", "check_tasks_reachable"]
 
 
 def _meta_model(size: str, vocab_size: int):
@@ -92,9 +92,11 @@ def _check_training(cfg) -> None:
             build_dataclasses((OptQuantTrainingArguments,), {}, _on_any_machine(targs), where="train_overrides")
 
 
-def _check_tasks(cfg) -> None:
+def check_tasks_reachable(cfg) -> None:
     """Tasks that are not in ``task_include_path`` download their data from the Hub: refuse them offline.
-    (Their names are checked against the harness's index before training, in the pipeline.)"""
+    An environment check, not part of the config's validity: every study command but ``--plan`` (which
+    evaluates nothing and is meant for login nodes) runs it before it writes anything; the task names are
+    checked against the harness's index before training, in the pipeline."""
     if not cfg.tasks:
         return
     from huggingface_hub import constants
@@ -124,4 +126,3 @@ def validate_study(cfg) -> None:
         model = _meta_model(size, cfg.vocab_size)
         _check_budget(cfg, size, count_parameters(model))
         _check_quantizers(cfg, size, model)
-    _check_tasks(cfg)
