@@ -259,6 +259,29 @@ def _ns_check(mods, model) -> list[str]:
     return lines
 
 
+def _step1_float64(k: str, model, wd: float) -> dict[str, torch.Tensor]:
+    """The first update of Muon's / Scion's spectral matrices computed in float64 from the built groups' settings:
+    what both sides should give up to the bf16 rounding of their Newton-Schulz."""
+    m = copy.deepcopy(model)
+    opt = build_optimizer("muon" if k == "muon" else "scion", m, weight_decay=wd if k == "muon" else 0.0)
+    m.loss(0).backward()
+    names, out = _names(m), {}
+    for g in opt.optimizers["hidden"].param_groups:
+        if k == "scion" and int(g["norm_type"]) != 2:
+            continue
+        for q in g["params"]:
+            grad, w0 = q.grad.double(), q.detach().double()
+            rows, cols = q.shape
+            if k == "muon":  # buffer (1 - b) g; Nesterov g.lerp(buffer, b) = (1 - b)(1 + b) g at step 1
+                b = g["momentum"]
+                u = _ns64(grad * (1 - b) * ((1 + b) if g["nesterov"] else 1.0))
+                out[names[id(q)]] = w0 * (1 - g["lr"] * g["weight_decay"]) - g["lr"] * math.sqrt(max(1, rows / cols)) * u
+            else:  # d = 0.lerp(g, momentum); spectral LMO radius x sqrt(d_out / d_in); unconstrained
+                u = _ns64(grad * g["momentum"])
+                out[names[id(q)]] = w0 - g["lr"] * g["scale"] * math.sqrt(rows / cols) * u
+    return out
+
+
 def _f(x: float) -> str:
     return "no move" if math.isnan(x) else f"{x:.2e}"  # SOAP's first step only builds its preconditioner
 
@@ -301,6 +324,12 @@ def main(argv=None) -> None:
         print("|---|---|---|---|---|")
         for n in d1:
             print(f"| {n} | {_f(d1[n])} | {_f(dn[n])} | {_f(f1[n])} | {_f(fn[n])} |")
+        if k in ("muon", "scion"):
+            pred = _step1_float64(k, model, args.weight_decay)
+            rel1 = {w: {n: ((snaps[w, 1][n].double() - pred[n]).norm() / (pred[n] - w0[n].double()).norm()).item()
+                        for n in pred} for w in ("ours", "orig")}
+            print("step 1 against the float64 prediction (same settings, exact Newton-Schulz polynomial): "
+                  + ", ".join(f"{n} ours {rel1['ours'][n]:.2e} / original {rel1['orig'][n]:.2e}" for n in pred))
         rows.append((k, _max(d1.values()), _max(dn.values()), _max(f1.values()), _max(fn.values())))
     print(f"\n| optimizer | max difference after 1 | after {args.steps} | floor after 1 | floor after {args.steps} |")
     print("|---|---|---|---|---|")
