@@ -43,7 +43,7 @@ import math  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from hf_optquant.optim import build_optimizer  # noqa: E402
+from hf_optquant.optim import build_optimizer, optimizer_hparams  # noqa: E402
 
 VOCAB, D = 256, 128
 
@@ -153,8 +153,11 @@ def _kron(mod, a, b, wd):
     g0 = ours.optimizers["hidden"].param_groups[0]
     groups = [{"params": g["params"], "lr": g["_group"]["lr"], "weight_decay": g["_group"]["weight_decay"]}
               for g in m["hidden"]]
-    # Our schedule (1.0 for 500 steps, then decay) is exactly 1.0 over these steps: probability 1 on both sides.
-    prob = float(g0["pre_conditioner_update_probability"](0))
+    # The original's own schedule with our preset's numbers (1.0 for 500 steps, then exponential decay to a floor):
+    # probability 1 on both sides for --steps <= 500; longer runs compare the decaying update cadence too.
+    h = optimizer_hparams("psgd")
+    prob = mod.precond_update_prob_schedule(max_prob=1.0, min_prob=h["update_prob_min"], decay=h["update_prob_decay"],
+                                            flat_start=h["update_prob_flat_steps"])
     with contextlib.redirect_stdout(io.StringIO()):
         orig = mod.Kron(groups, lr=g0["lr"], b1=g0["momentum"], weight_decay=g0["weight_decay"],
                         preconditioner_update_probability=prob, max_size_triangular=g0["max_size_triangular"],
@@ -164,8 +167,8 @@ def _kron(mod, a, b, wd):
     for g in orig.param_groups:  # precond_lr / init scale: not arguments in every version; set in the groups
         g["precond_lr"], g["precond_init_scale"] = g0["precondition_lr"], g0["precondition_init_scale"]
     mapping = (f"lr {g0['lr']} (all groups), momentum (b1) {g0['momentum']}, weight decay {g0['weight_decay']} "
-               f"(decoupled form, matrices only, on both sides), update probability {prob} (schedule flat for 500 "
-               f"steps), max triangular {g0['max_size_triangular']}, min ndim {g0['min_ndim_triangular']}, "
+               f"(decoupled form, matrices only, on both sides), update probability: the original's schedule (1.0 for "
+               f"{h['update_prob_flat_steps']} steps, decay {h['update_prob_decay']}, floor {h['update_prob_min']}), max triangular {g0['max_size_triangular']}, min ndim {g0['min_ndim_triangular']}, "
                f"memory_save_mode {g0['memory_save_mode']}, precond lr {g0['precondition_lr']}, init scale "
                f"{g0['precondition_init_scale']}, momentum into the preconditioner update, float32 preconditioner; "
                f"balancing: ours with probability {getattr(ours.optimizers['hidden'], 'inner', ours.optimizers['hidden']).balance_prob} from numpy's RNG, the "
