@@ -5,7 +5,8 @@ benchmarks/fsdp_cuda_check.sh), HFOQ_FSDP_BF16=1 adds FSDP2's bf16 compute (fp32
 bf16 autocast in the reference. Every rank also trains the unsharded reference on the whole global batch
 (no collectives, so both ranks do it side by side); rank 0 writes ``result.json``:
 {opt: {"ref_losses", "fsdp_losses", "ref_final", "fsdp_final", "max_param_diff", "state_bytes": [per rank]}}
-and, for ``--resume`` optimizers, "resume_max_diff": max |weights after 2 + save/load + 2 steps - 4 steps|.
+and, for ``--resume`` optimizers, "resume_max_diff": max |weights after 2 + save/load + 2 steps - 4 steps|;
+"gather": how GatheredOptimizer moves uneven row shards to their owner and back (see ``gather_check``).
 """
 import contextlib
 import json
@@ -21,7 +22,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from hf_optquant.models import build_model
 from hf_optquant.optim import build_optimizer
-from hf_optquant.optim.distributed import state_bytes
+from hf_optquant.optim.distributed import GatheredOptimizer, state_bytes
 from hf_optquant.trainer.parallel import load_optimizer_shard, save_optimizer_shard
 
 STEPS, VOCAB, SEQ, GLOBAL_BATCH = 4, 256, 32, 8
@@ -83,6 +84,38 @@ def full_params(m):
     return out
 
 
+def gather_check():
+    """Matrices whose rows do not split evenly (3 rows on 2 ranks: 2 + 1; 1 row: 1 + an empty shard) reach
+    their owner whole and bit-exact, go through the row-shard path (not the full_tensor fallback), and an
+    SGD step through the wrapper gives each rank its shard of the one-process update."""
+    torch.manual_seed(5)
+    ref = torch.nn.Sequential(torch.nn.Linear(5, 3, bias=False), torch.nn.Linear(3, 1, bias=False),
+                              torch.nn.Linear(1, 7, bias=False)).to(DEVICE)
+    m = torch.nn.Sequential(*[torch.nn.Linear(lin.in_features, lin.out_features, bias=False) for lin in ref]).to(DEVICE)
+    m.load_state_dict(ref.state_dict())
+    fully_shard(m)
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(6)).to(DEVICE)
+    for net in (ref, m):
+        net(x).square().sum().backward()
+    opt = GatheredOptimizer(torch.optim.SGD(m.parameters(), lr=0.1))
+    opt._setup()
+    exact, row_path = True, 0
+    for p in m.parameters():
+        row_path += opt._row_shards(p) is not None
+        for t in (p, p.grad):
+            whole, full = opt._to_owner(p, t), t.full_tensor()
+            if whole is not None:
+                exact &= bool(torch.equal(whole, full))
+    opt.step()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p -= 0.1 * p.grad
+    diff = max(float((p.full_tensor() - q).abs().max()) for p, q in zip(m.parameters(), ref.parameters()))
+    flags = [None] * dist.get_world_size()
+    dist.all_gather_object(flags, exact)
+    return {"exact": all(flags), "row_path": row_path, "n_params": len(list(m.parameters())), "step_diff": diff}
+
+
 def main():
     out = Path(sys.argv[1])
     opts = [o for o in sys.argv[2].split(",") if o]
@@ -126,6 +159,7 @@ def main():
         if name in resume:
             entry["resume_max_diff"] = resume_check(name, kw, local, full, out / f"ckpt-{name}")
         result[name] = entry
+    result["gather"] = gather_check()
     if rank == 0:
         (out / "result.json").write_text(json.dumps(result))
     dist.destroy_process_group()

@@ -9,9 +9,16 @@ while keeping its state sharded; Distributed Shampoo and distributed Muon do it 
 ``GatheredOptimizer`` wraps any ``torch.optim.Optimizer`` without touching its math:
 
 * every DTensor parameter is assigned to one owner rank (greedy by size, the same on every rank);
-* at each step the full gradient and weight are gathered (``full_tensor``), the owner puts them into a
-  plain full-size proxy tensor, and the wrapped optimizer steps the owner's proxies only;
-* the owner broadcasts the new weight; every rank keeps its own FSDP shard of it.
+* at each step every rank sends its row shard of the weight and of the gradient to the owner only
+  (``dist.gather``), the owner puts the whole matrix into a plain full-size proxy tensor, and the wrapped
+  optimizer steps the owner's proxies only;
+* the owner sends each rank its row shard of the new weight (``dist.scatter``).
+
+Traffic: a rank receives the other shards of the matrices it owns and its own shard of every matrix,
+about 3 N (w - 1) / w^2 bytes per step for N bytes of matrices on w ranks, on top of FSDP's own
+all-gathers and reduce-scatter (~3 N). Gathering every matrix to every rank (``full_tensor``) and
+broadcasting the result would be 3 N (w - 1) / w per rank, w times more; that path remains only for
+placements other than FSDP2's dim-0 row shards.
 
 So the update is the one-process update on the whole matrix (up to the order of the gradient reduction),
 and the optimizer state of each parameter lives on its owner only: state bytes per rank ~ total / world.
@@ -55,6 +62,15 @@ def is_sharded(p: torch.Tensor) -> bool:
 
 def _params(groups: Iterable[dict]) -> list[torch.Tensor]:
     return [p for g in groups for p in g["params"]]
+
+
+def _padded(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """``t`` with zero rows appended up to ``rows`` (gather/scatter need equal sizes on every rank)."""
+    if t.shape[0] == rows:
+        return t.contiguous()
+    out = t.new_zeros((rows, *t.shape[1:]))
+    out[:t.shape[0]] = t
+    return out
 
 
 def _owners(params: list[torch.Tensor], world: int) -> dict[int, int]:
@@ -156,8 +172,8 @@ class GatheredOptimizer(torch.optim.Optimizer):
         for p in params:
             if p.grad is None:
                 continue
-            # Collective on every rank; only the owner keeps the whole matrix.
-            weight, grad = p.full_tensor(), p.grad.full_tensor()
+            # Collective on every rank; only the owner receives (and keeps) the whole matrix.
+            weight, grad = self._to_owner(p, p), self._to_owner(p, p.grad)
             proxy = self._proxies.get(id(p))
             if proxy is not None:
                 proxy.data = weight
@@ -170,6 +186,33 @@ class GatheredOptimizer(torch.optim.Optimizer):
         self._scatter(params)
         return loss
 
+    def _row_shards(self, p) -> list[int] | None:
+        """Rows of each rank's shard when ``p`` is FSDP2's dim-0 shard (``torch.chunk`` sizes, trailing ranks
+        possibly empty), else None."""
+        from torch.distributed.tensor import Shard
+
+        if tuple(p.placements) != (Shard(0),):
+            return None
+        world, size = dist.get_world_size(self._group), -(-p.shape[0] // dist.get_world_size(self._group))
+        rows = [max(0, min(size, p.shape[0] - r * size)) for r in range(world)]
+        return rows if p.to_local().shape[0] == rows[self._rank] else None
+
+    def _to_owner(self, p, t) -> torch.Tensor | None:
+        """The whole of ``t`` (``p`` or its gradient) on ``p``'s owner, None elsewhere."""
+        rows = self._row_shards(p)
+        if rows is None:
+            full = t.full_tensor()
+            return full if self._owner[id(p)] == self._rank else None
+        local = t.to_local()
+        dst = dist.get_global_rank(self._group, self._owner[id(p)])
+        send = _padded(local, max(rows))
+        if self._owner[id(p)] != self._rank:
+            dist.gather(send, dst=dst, group=self._group)
+            return None
+        bufs = [torch.empty_like(send) for _ in rows]
+        dist.gather(send, gather_list=bufs, dst=dst, group=self._group)
+        return torch.cat([b[:r] for b, r in zip(bufs, rows)])
+
     def _scatter(self, params: list[torch.Tensor]) -> None:
         from torch.distributed.tensor import DTensor, Replicate
 
@@ -178,10 +221,21 @@ class GatheredOptimizer(torch.optim.Optimizer):
                 continue
             local = p.to_local()
             proxy = self._proxies.get(id(p))
-            buf = proxy.data if proxy is not None else torch.empty(p.shape, dtype=p.dtype, device=local.device)
-            dist.broadcast(buf, src=dist.get_global_rank(self._group, self._owner[id(p)]), group=self._group)
-            full = DTensor.from_local(buf, p.device_mesh, [Replicate()] * p.device_mesh.ndim, run_check=False)
-            local.copy_(full.redistribute(p.device_mesh, p.placements).to_local())
+            owner = self._owner[id(p)]
+            src = dist.get_global_rank(self._group, owner)
+            rows = self._row_shards(p)
+            if rows is not None:
+                recv = local.new_empty((max(rows), *local.shape[1:]))
+                chunks = None
+                if proxy is not None:
+                    chunks = [_padded(c, max(rows)) for c in proxy.data.split(rows)]
+                dist.scatter(recv, scatter_list=chunks, src=src, group=self._group)
+                local.copy_(recv[:local.shape[0]])
+            else:
+                buf = proxy.data if proxy is not None else torch.empty(p.shape, dtype=p.dtype, device=local.device)
+                dist.broadcast(buf, src=src, group=self._group)
+                full = DTensor.from_local(buf, p.device_mesh, [Replicate()] * p.device_mesh.ndim, run_check=False)
+                local.copy_(full.redistribute(p.device_mesh, p.placements).to_local())
             if proxy is not None:  # keep only the state between steps, not a second copy of the weights
                 proxy.grad = None
                 proxy.data = torch.empty(0, dtype=p.dtype, device=local.device)
