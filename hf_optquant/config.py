@@ -5,6 +5,7 @@ unknown key is one clear line with the closest valid name.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import typing
 from pathlib import Path
@@ -14,7 +15,7 @@ import yaml
 
 from .errors import ConfigError, unknown_key_error
 
-__all__ = ["load_yaml", "parse_overrides", "build_dataclasses"]
+__all__ = ["load_yaml", "parse_overrides", "build_dataclasses", "add_field_flags", "flag_values"]
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -125,3 +126,28 @@ def build_dataclasses(types: tuple[type, ...], config: dict[str, Any], overrides
             field_name = next((k for k in sorted(kwargs, key=len, reverse=True) if k in msg), t.__name__)
             raise ConfigError(field_name, msg, "check the value's type and range") from None
     return tuple(built)
+
+
+def _flag_fields(cls, only: str | None) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("help") and (only is None or f.metadata.get(only))]
+
+
+def add_field_flags(p: argparse.ArgumentParser, cls, *, only: str | None = None, types: dict | None = None,
+                    unset: bool = False) -> None:
+    """One ``--field-name`` flag per field of the dataclass ``cls`` that has ``help`` metadata (and the metadata
+    key ``only``, if given), with the field's help and default. ``types`` overrides the type read from the
+    default (int or str); with ``unset`` a flag left out is absent from the namespace, so the config's own
+    default applies. The train command's fields go through ``HfArgumentParser`` instead (trainer/parsing.py):
+    its flags keep TrainingArguments' underscore spelling, which run_clm-style scripts share."""
+    for f in _flag_fields(cls, only):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        kind = (types or {}).get(f.name) or (int if isinstance(default, int) and not isinstance(default, bool) else str)
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind,
+                       default=argparse.SUPPRESS if unset else default,
+                       help=f"{f.metadata['help']} Default: {shown if shown != '' else 'empty'}.")
+
+
+def flag_values(args: argparse.Namespace, cls, *, only: str | None = None) -> dict[str, Any]:
+    """The values of ``cls``'s flags in ``args`` (those given, when they were added with ``unset``)."""
+    return {f.name: getattr(args, f.name) for f in _flag_fields(cls, only) if hasattr(args, f.name)}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass, field
 
+from ..config import add_field_flags, flag_values
 from ..errors import ConfigError
 from .decomposition import NORMS
 from .outlier_stats import OUTLIER_SITES
@@ -53,10 +53,8 @@ class DiagnoseConfig:
 
 def add_diagnose_arguments(p: argparse.ArgumentParser) -> None:
     """One flag per field (``--n-batches``, ``--modules``, ...), with the field's help and default."""
-    for f in dataclasses.fields(DiagnoseConfig):
-        p.add_argument("--" + f.name.replace("_", "-"), type=int if isinstance(f.default, int) else str,
-                       default=f.default, help=f"{f.metadata['help']} Default: {f.default}.")
+    add_field_flags(p, DiagnoseConfig)
 
 
 def diagnose_config(args: argparse.Namespace) -> DiagnoseConfig:
-    return DiagnoseConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DiagnoseConfig)})
+    return DiagnoseConfig(**flag_values(args, DiagnoseConfig))

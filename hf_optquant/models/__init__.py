@@ -4,7 +4,8 @@ diagnostics and the study."""
 from .anatomy import FINAL_NORM_PATHS, block_linears, decoder_blocks
 from .capture import capture_block_inputs, hidden_of, with_hidden
 from .loading import load_causal_lm
-from .presets import SIZE_PRESETS, ModelPreset, build_model, count_parameters, model_config
+from .presets import SIZE_PRESETS, ModelPreset, build_model, count_parameters, meta_model, model_config
 
-__all__ = ["SIZE_PRESETS", "ModelPreset", "build_model", "count_parameters", "model_config", "load_causal_lm",
-           "decoder_blocks", "block_linears", "FINAL_NORM_PATHS", "capture_block_inputs", "hidden_of", "with_hidden"]
+__all__ = ["SIZE_PRESETS", "ModelPreset", "build_model", "meta_model", "count_parameters", "model_config",
+           "load_causal_lm", "decoder_blocks", "block_linears", "FINAL_NORM_PATHS", "capture_block_inputs",
+           "hidden_of", "with_hidden"]

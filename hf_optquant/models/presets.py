@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, Olmo2Config, PreTrainedModel
 
 from ..errors import ConfigError
 
-__all__ = ["ModelPreset", "SIZE_PRESETS", "model_config", "build_model", "count_parameters"]
+__all__ = ["ModelPreset", "SIZE_PRESETS", "model_config", "build_model", "meta_model", "count_parameters"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +110,13 @@ def build_model(size_or_path: str, *, vocab_size: int | None = None, seed: int |
             f"{size_or_path!r} is neither a size preset nor a loadable causal LM ({type(exc).__name__}: {str(exc).splitlines()[0]})",
             f"use a preset ({', '.join(SIZE_PRESETS)}), a local model dir or a Hub id",
         ) from None
+
+
+
+def meta_model(size: str, *, vocab_size: int | None = None) -> PreTrainedModel:
+    """A preset's model on the meta device: shapes and parameter counts without memory (load-time checks, plans)."""
+    with torch.device("meta"):
+        return build_model(size, vocab_size=vocab_size)
 
 
 def count_parameters(model: torch.nn.Module, *, non_embedding: bool = False) -> int:

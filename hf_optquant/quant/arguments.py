@@ -1,16 +1,12 @@
-"""Command-line flags of a :class:`~hf_optquant.quant.QuantScheme`, generated from its fields (one place)."""
+"""Command-line flags of a :class:`~hf_optquant.quant.QuantScheme`, generated from its user-facing fields."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
+from ..config import add_field_flags, flag_values
 from .scheme import QuantScheme, cli_bits
 
 __all__ = ["add_scheme_arguments", "scheme_kwargs"]
-
-
-def _flags():
-    return [f for f in dataclasses.fields(QuantScheme) if f.metadata.get("flag")]
 
 
 def _comma_list(value: str) -> tuple[str, ...]:
@@ -18,17 +14,12 @@ def _comma_list(value: str) -> tuple[str, ...]:
 
 
 def add_scheme_arguments(p: argparse.ArgumentParser) -> None:
-    """One flag per user-facing scheme field (``--w-bits``, ``--a-bits``, ``--granularity``, ``--targets``),
-    with the field's help and default. Values left out stay unset, so the composing config's default applies."""
-    for f in _flags():
-        kind = cli_bits if f.name.endswith("_bits") else _comma_list if f.name == "targets" else str
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        extra = " (comma-separated)" if f.name == "targets" else ""
-        p.add_argument(f.metadata["flag"], type=kind, default=argparse.SUPPRESS, dest=f.name,
-                       help=f"{f.metadata['help']}{extra} Default: {shown if shown != '' else 'empty'}.")
+    """``--w-bits``, ``--a-bits``, ``--granularity``, ``--targets``. Values left out stay unset, so the composing
+    config's default applies."""
+    add_field_flags(p, QuantScheme, only="user", unset=True,
+                    types={"w_bits": cli_bits, "a_bits": cli_bits, "targets": _comma_list})
 
 
 def scheme_kwargs(args: argparse.Namespace) -> dict:
     """The scheme keys given on the command line (flat, as the composing configs take them)."""
-    return {f.name: getattr(args, f.name) for f in _flags() if hasattr(args, f.name)}
+    return flag_values(args, QuantScheme, only="user")

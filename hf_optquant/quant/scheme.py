@@ -93,17 +93,17 @@ def prefixed(exc: ConfigError, prefix: str) -> ConfigError:
 @dataclass(frozen=True, kw_only=True)
 class QuantScheme:
     w_bits: int | None = field(default=4, metadata={
-        "help": "Weight bits, 2-8, or none.", "flag": "--w-bits", "user": True})
+        "help": "Weight bits, 2-8, or none.", "user": True})
     a_bits: int | None = field(default=4, metadata={
         "help": "Activation bits, dynamic per token, 2-8 or none (exported checkpoints: 4, 8 or none).",
-        "flag": "--a-bits", "user": True})
+        "user": True})
     granularity: str = field(default="row", metadata={
         "help": "Weight scales: row (one per output row), group:G (per G input columns) or tensor.",
-        "flag": "--granularity", "user": True})
+        "user": True})
     targets: tuple[str, ...] = field(default=(), metadata={
         "help": "Layers, by module-name pattern: a name suffix (q_proj), a dotted suffix (mlp.down_proj), "
                 "'re:REGEX' (whole name) or auto (every linear in the decoder blocks plus the LM head); "
-                "empty: every linear in the decoder blocks (PTQ).", "flag": "--targets", "user": True})
+                "empty: every linear in the decoder blocks (PTQ). On the command line: comma-separated.", "user": True})
     symmetric: bool = field(default=True, metadata={
         "help": "Weights on the symmetric grid, zero point 0 (RTN, GPTQ, rtn QAT); false: QuEST's midrise "
                 "levels (codes + 1/2) * scale, stored with a float zero point of -1/2."})

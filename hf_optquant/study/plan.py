@@ -79,13 +79,10 @@ def state_floats(optimizer: str, group: str, shape: tuple[int, ...], hp: dict) -
 
 def model_shapes(size: str, vocab_size: int) -> dict[str, list[tuple[int, ...]]]:
     """``{"hidden"|"embed"|"gain": [shape, ...]}`` as the optimizers route them."""
-    import torch
-
-    from ..models import build_model
+    from ..models import meta_model
     from ..optim import route_parameters
 
-    with torch.device("meta"):
-        model = build_model(size, vocab_size=vocab_size)
+    model = meta_model(size, vocab_size=vocab_size)
     return {g: [tuple(p.shape) for p in ps] for g, ps in route_parameters(model).items()}
 
 

@@ -15,15 +15,6 @@ from ..errors import ConfigError
 __all__ = ["validate_study", "check_tasks_reachable"]
 
 
-def _meta_model(size: str, vocab_size: int):
-    import torch
-
-    from ..models import build_model
-
-    with torch.device("meta"):  # shapes only
-        return build_model(size, vocab_size=vocab_size)
-
-
 def _check_budget(cfg, size: str, n_params: int) -> None:
     """A budget that ends before the first evaluation leaves no Common-Loss snapshot."""
     from ..trainer.job import budget_steps
@@ -119,10 +110,10 @@ def check_tasks_reachable(cfg) -> None:
 
 
 def validate_study(cfg) -> None:
-    from ..models import count_parameters
+    from ..models import count_parameters, meta_model
 
     _check_training(cfg)
     for size in cfg.sizes:
-        model = _meta_model(size, cfg.vocab_size)
+        model = meta_model(size, vocab_size=cfg.vocab_size)
         _check_budget(cfg, size, count_parameters(model))
         _check_quantizers(cfg, size, model)
