@@ -103,3 +103,19 @@ def test_errors_name_the_field(corpus, tokenizer, tmp_path):
     with pytest.raises(ConfigError) as e:
         calibration_blocks(tokenizer, str(tmp_path / "short.txt"), n=4, seq_len=32)
     assert e.value.field == "calibration" and "fewer than 32 tokens" in str(e.value)
+
+
+def test_pretokenized_column_and_append_eos_are_read_as_training_reads_them(tokenizer, tmp_path):
+    """A DataConfig with a token-id column (ClimbMix's `tokens`) gives its ids, not a tokenizer call on them, and
+    append_eos is the config's, as in training."""
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(0, len(tokenizer), rng.integers(5, 40)).tolist() for _ in range(400)]
+    path = tmp_path / "ids.jsonl"
+    path.write_text("".join(json.dumps({"tokens": r}) + "\n" for r in rows))
+    eos = tokenizer.eos_token_id
+    for append_eos in (True, False):
+        cfg = DataConfig(dataset=str(path), token_column="tokens", validation_split=0.0, append_eos=append_eos)
+        got = dataset_blocks(tokenizer, cfg, split="train", block_size=32, max_tokens=2048)
+        flat = [t for r in rows for t in (r + [eos] if append_eos else r)]
+        assert got.shape == (64, 32)
+        assert torch.equal(got.flatten(), torch.tensor(flat[:2048]))

@@ -75,7 +75,9 @@ def dataset_blocks(tokenizer, source: str | DataConfig | TokenStore = "ptb", *, 
     if isinstance(source, TokenStore):
         blocks = store_blocks(source, split, block_size, max_tokens=max_tokens).blocks
     else:
-        cfg = source if isinstance(source, DataConfig) else DataConfig(dataset=source)
+        # A dataset named on the command line: documents joined with EOS when the tokenizer has one.
+        cfg = source if isinstance(source, DataConfig) else \
+            DataConfig(dataset=source, append_eos=tokenizer.eos_token_id is not None)
         blocks = _stream_blocks(tokenizer, cfg, split, block_size, max_tokens, field)
     if seed is not None:
         g = torch.Generator().manual_seed(seed)
@@ -85,21 +87,20 @@ def dataset_blocks(tokenizer, source: str | DataConfig | TokenStore = "ptb", *, 
 
 def _stream_blocks(tokenizer, cfg: DataConfig, split: str, block_size: int, max_tokens: int | None,
                    field: str) -> torch.Tensor:
+    from .prepare import encode_batch
     from .source import iter_batches, open_split
 
     try:
         stream = open_split(cfg, split)
-        eos = tokenizer.eos_token_id
         stop = None if max_tokens is None else max_tokens + block_size
-        docs, n = [], 0
+        parts, n = [], 0
         for batch in iter_batches(stream, cfg):
-            texts = [t for t in (batch if isinstance(batch, list) else batch.to_pylist()) if t]
-            for i in range(0, len(texts), _READ_DOCUMENTS):
-                for seq in tokenizer(texts[i:i + _READ_DOCUMENTS], add_special_tokens=False)["input_ids"]:
-                    docs.append(np.asarray(seq if eos is None else [*seq, eos], dtype=np.int64))
-                    n += docs[-1].size
-                    if stop is not None and n >= stop:
-                        break
+            # Tokenized as training tokenizes (text or a token-id column, EOS per append_eos), a slice at a time,
+            # so reading stops within _READ_DOCUMENTS documents of the tokens asked for.
+            for i in range(0, len(batch), _READ_DOCUMENTS):
+                ids, _ = encode_batch(batch[i:i + _READ_DOCUMENTS], tokenizer, cfg)
+                parts.append(ids)
+                n += ids.size
                 if stop is not None and n >= stop:
                     break
             if stop is not None and n >= stop:
@@ -108,7 +109,7 @@ def _stream_blocks(tokenizer, cfg: DataConfig, split: str, block_size: int, max_
         if exc.field == "dataset" and field != "dataset":
             raise ConfigError(field, exc.problem, exc.fix) from None
         raise
-    ids = np.concatenate(docs) if docs else np.zeros(0, np.int64)
+    ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
     count = ids.size // block_size
     if max_tokens is not None:
         count = min(count, max(1, max_tokens // block_size))

@@ -50,12 +50,15 @@ def encode_batch(batch, tokenizer, cfg: DataConfig) -> tuple[np.ndarray, np.ndar
     texts = _texts(batch)
     if not texts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    backend = tokenizer.backend_tokenizer
-    enc = getattr(backend, "encode_batch_fast", backend.encode_batch)(texts, add_special_tokens=False)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a Python ("slow") tokenizer
+        seqs = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    else:
+        seqs = [e.ids for e in getattr(backend, "encode_batch_fast", backend.encode_batch)(texts, add_special_tokens=False)]
     flat: list[int] = []
-    ends = np.empty(len(enc), np.int64)
-    for i, e in enumerate(enc):
-        flat.extend(e.ids)
+    ends = np.empty(len(seqs), np.int64)
+    for i, seq in enumerate(seqs):
+        flat.extend(seq)
         if eos is not None:
             flat.append(eos)
         ends[i] = len(flat)
